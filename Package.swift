@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+import Foundation
+
+// Native code generation: the hot loops (im2col, BatchNorm, pooling) need AVX2/FMA to vectorise
+// (see docs/PERFORMANCE.md). Set DISTRAINER_PORTABLE=1 to build for baseline x86-64.
+let portable = ProcessInfo.processInfo.environment["DISTRAINER_PORTABLE"] == "1"
+#if arch(x86_64)
+let cpuFlags: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let cpuFlags: [SwiftSetting] = []
+#endif
+
+let package = Package(
+    name: "distrainer",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "distrainer", targets: ["Launcher"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: C libraries (Debian packages, found with pkg-config)
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: Core libraries
+        /// Small shared pieces: seeded RNG, atomic file writes, JSON lines, errors.
+        .target(name: "Support", swiftSettings: cpuFlags),
+        /// Every MPI call lives here.
+        .target(name: "Dist", dependencies: ["CMPI"], swiftSettings: cpuFlags),
+        /// Tensors, layers, losses, optimizers, checkpoints.
+        .target(name: "Model", dependencies: ["COpenBLAS", "Support"], swiftSettings: cpuFlags),
+        /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.
+        .target(name: "Shards", dependencies: ["CPNG", "CZlib", "Support"], swiftSettings: cpuFlags),
+        /// The data-parallel training loop, evaluation and benchmark, built on the above.
+        .target(name: "Training", dependencies: ["Dist", "Model", "Shards", "Support"],
+                swiftSettings: cpuFlags),
+
+        // MARK: Executable
+        .executableTarget(name: "Launcher", dependencies: [
+            "Training", "Dist", "Model", "Shards", "Support",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: cpuFlags),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport"),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"]),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "TestSupport"]),
+        .testTarget(name: "DistTests", dependencies: ["Dist", "TestSupport", "Launcher"]),
+        .testTarget(name: "LauncherTests", dependencies: ["Training", "Shards", "Model", "TestSupport", "Launcher"]),
+    ]
+)

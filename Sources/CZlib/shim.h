@@ -1,0 +1,4 @@
+#ifndef DISTRAINER_CZLIB_H
+#define DISTRAINER_CZLIB_H
+#include <zlib.h>
+#endif

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The `distrainer` command: distributed image-classifier training over MPI.
+@main
+struct Distrainer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distrainer",
+        abstract: "Distributed image-classification trainer (run under mpirun for data parallelism).",
+        subcommands: [ImportIDXCommand.self, DoctorCommand.self])
+}

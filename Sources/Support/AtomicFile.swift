@@ -1,0 +1,60 @@
+import Foundation
+
+/// Errors from writing files atomically.
+public enum FileWriteError: Error, CustomStringConvertible {
+    case open(path: String, errno: Int32)
+    case write(path: String, errno: Int32)
+    case rename(from: String, to: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case let .open(p, e): return "\(p): cannot create: \(String(cString: strerror(e)))"
+        case let .write(p, e): return "\(p): write failed: \(String(cString: strerror(e)))"
+        case let .rename(f, t, e): return "cannot rename \(f) to \(t): \(String(cString: strerror(e)))"
+        }
+    }
+}
+
+/// Writes `path` atomically: the bytes go to a temporary file in the same folder, which is
+/// fsynced and then renamed over `path` (and the folder fsynced), so a reader sees either the
+/// old file or the complete new one, never a torn write — even if the process is killed.
+///
+///     try AtomicFile.write(data, to: "run/last.ckpt")
+public enum AtomicFile {
+    public static func write(_ data: Data, to path: String) throws {
+        try write(to: path) { fd, tmp in
+            try data.withUnsafeBytes { raw in try writeAll(fd, raw, path: tmp) }
+        }
+    }
+
+    /// Streams the content through `body(fd, tempPath)`; use `writeAll` inside it.
+    public static func write(to path: String, _ body: (Int32, String) throws -> Void) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp.\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw FileWriteError.open(path: tmp, errno: errno) }
+        do {
+            try body(fd, tmp)
+            guard fsync(fd) == 0 else { throw FileWriteError.write(path: tmp, errno: errno) }
+        } catch {
+            close(fd); unlink(tmp); throw error
+        }
+        close(fd)
+        guard rename(tmp, path) == 0 else {
+            let e = errno; unlink(tmp)
+            throw FileWriteError.rename(from: tmp, to: path, errno: e)
+        }
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// Writes every byte of `raw` to `fd`, retrying short writes.
+    public static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String) throws {
+        var off = 0
+        while off < raw.count {
+            let n = Foundation.write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 { if errno == EINTR { continue }; throw FileWriteError.write(path: path, errno: errno) }
+            off += n
+        }
+    }
+}
