@@ -1,0 +1,111 @@
+/// Batch normalisation over (batch, height, width) per channel, PyTorch semantics:
+/// weight (γ) [C] = 1, bias (β) [C] = 0; state running_mean [C] = 0, running_var [C] = 1,
+/// momentum 0.1, eps 1e-5; the running variance uses the unbiased batch variance.
+///
+/// x, y: [batch, C, H, W]. In `.train` mode normalises with the batch's statistics (this rank's
+/// slice of the global batch under data parallelism, as PyTorch DDP does without SyncBatchNorm);
+/// in `.eval` mode with the running statistics. Also used for flat features (H = W = 1).
+public final class BatchNorm2d: Layer {
+    public let kind = "batchnorm2d"
+    public let momentum: Float, eps: Float
+    private var shape = FeatureShape(features: 0)
+    private var gamma: UnsafeMutablePointer<Float>!, beta: UnsafeMutablePointer<Float>!
+    private var dGamma: UnsafeMutablePointer<Float>!, dBeta: UnsafeMutablePointer<Float>!
+    private var runningMean: UnsafeMutablePointer<Float>!, runningVar: UnsafeMutablePointer<Float>!
+    /// Saved by forward for backward: per-channel mean and 1/sqrt(var + eps) actually used.
+    private var savedMean: UnsafeMutablePointer<Float>!, savedInvStd: UnsafeMutablePointer<Float>!
+
+    public init(momentum: Float = 0.1, eps: Float = 1e-5) { self.momentum = momentum; self.eps = eps }
+    deinit { savedMean?.deallocate(); savedInvStd?.deallocate() }
+
+    public func configure(input: FeatureShape) throws -> FeatureShape {
+        shape = input
+        savedMean?.deallocate(); savedInvStd?.deallocate()
+        savedMean = .allocate(capacity: input.channels); savedMean.initialize(repeating: 0, count: input.channels)
+        savedInvStd = .allocate(capacity: input.channels); savedInvStd.initialize(repeating: 1, count: input.channels)
+        return input
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        [ParameterSpec(name: "weight", count: shape.channels, initializer: .constant(1), decays: false),
+         ParameterSpec(name: "bias", count: shape.channels, initializer: .constant(0), decays: false)]
+    }
+    public var stateSpecs: [StateSpec] {
+        [StateSpec(name: "running_mean", count: shape.channels, initialValue: 0),
+         StateSpec(name: "running_var", count: shape.channels, initialValue: 1)]
+    }
+
+    public func bind(_ b: ParameterBinding) {
+        gamma = b.parameters[0]; beta = b.parameters[1]
+        dGamma = b.gradients[0]; dBeta = b.gradients[1]
+        runningMean = b.state[0]; runningVar = b.state[1]
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
+                        context: StepContext) {
+        let C = shape.channels, HW = shape.plane, sampleStride = shape.count
+        let m = batch * HW
+        for c in 0..<C {
+            var mean: Float, invStd: Float
+            if mode == .train && m > 0 {
+                var sum = 0.0
+                for n in 0..<batch { sum += Double(Vec.sum(x + n * sampleStride + c * HW, HW)) }
+                let mu = sum / Double(m)
+                var sq = 0.0
+                for n in 0..<batch { sq += Double(Vec.sumSquaredDeviation(x + n * sampleStride + c * HW, HW, from: Float(mu))) }
+                let variance = sq / Double(m)
+                mean = Float(mu)
+                invStd = Float(1 / (variance + Double(eps)).squareRoot())
+                let unbiased = m > 1 ? variance * Double(m) / Double(m - 1) : variance
+                runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean
+                runningVar[c] = (1 - momentum) * runningVar[c] + momentum * Float(unbiased)
+            } else {
+                mean = runningMean[c]
+                invStd = 1 / (runningVar[c] + eps).squareRoot()
+            }
+            savedMean[c] = mean; savedInvStd[c] = invStd
+            let scale = gamma[c] * invStd, shift = beta[c] - mean * scale
+            for n in 0..<batch {
+                Vec.affine(x + n * sampleStride + c * HW, y + n * sampleStride + c * HW, HW, scale: scale, shift: shift)
+            }
+        }
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
+        let C = shape.channels, HW = shape.plane, sampleStride = shape.count
+        let m = Float(batch * HW)
+        guard batch > 0 else { return }
+        for c in 0..<C {
+            let mean = savedMean[c], invStd = savedInvStd[c]
+            // sum(dy) and sum(dy * xhat) with xhat = (x - mean) * invStd
+            var sumDy = 0.0, sumDyXc = 0.0
+            for n in 0..<batch {
+                let o = n * sampleStride + c * HW
+                let (a, b) = Vec.sumAndDotCentered(dy + o, x + o, HW, center: mean)
+                sumDy += Double(a); sumDyXc += Double(b)
+            }
+            let sDy = Float(sumDy), sDyXhat = Float(sumDyXc) * invStd
+            dGamma[c] += sDyXhat
+            dBeta[c] += sDy
+            guard let dx else { continue }
+            if mode == .train {
+                // dx = γ·invStd/m · (m·dy − Σdy − xhat·Σ(dy·xhat))
+                let k = gamma[c] * invStd / m
+                let a = k * m                        // coefficient of dy
+                let b = -k * sDy                     // constant
+                let cx = -k * sDyXhat * invStd       // coefficient of (x − mean)
+                for n in 0..<batch {
+                    let o = n * sampleStride + c * HW
+                    Vec.bnBackward(dy + o, x + o, dx + o, HW, a: a, b: b, cx: cx, mean: mean)
+                }
+            } else {
+                let s = gamma[c] * invStd
+                for n in 0..<batch {
+                    let o = n * sampleStride + c * HW
+                    Vec.affine(dy + o, dx + o, HW, scale: s, shift: 0)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+/// 2-D convolution, PyTorch semantics: weight [out, in, k, k] (OIHW), bias [out].
+///
+/// x: [batch, in, H, W] → y: [batch, out, (H + 2p − k)/s + 1, (W + 2p − k)/s + 1].
+/// The arithmetic is delegated to a `ConvolutionKernel` from the chosen backend.
+public final class Conv2d: Layer {
+    public let kind = "conv2d"
+    public let outChannels: Int, kernel: Int, stride: Int, padding: Int, hasBias: Bool
+    let backend: ConvolutionBackend
+    public private(set) var geometry: ConvGeometry?
+    private var impl: ConvolutionKernel?
+    private var weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?
+    private var dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?
+
+    public init(outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
+                backend: ConvolutionBackend = ConvolutionBackends.portable) {
+        self.outChannels = outChannels; self.kernel = kernel; self.stride = stride
+        self.padding = padding; self.hasBias = bias; self.backend = backend
+    }
+
+    public func configure(input: FeatureShape) throws -> FeatureShape {
+        let g = ConvGeometry(input: input, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding)
+        guard kernel >= 1, stride >= 1, padding >= 0, outChannels >= 1 else {
+            throw ModelError.invalidShape(layer: kind, input: input, reason: "kernel, stride and channels must be positive")
+        }
+        guard input.height + 2 * padding >= kernel, input.width + 2 * padding >= kernel else {
+            throw ModelError.invalidShape(layer: kind, input: input, reason: "kernel \(kernel) larger than the padded input")
+        }
+        geometry = g
+        return g.output
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        guard let g = geometry else { return [] }
+        let bound = 1 / Float(g.patch).squareRoot()
+        var specs = [ParameterSpec(name: "weight", count: g.weightCount, initializer: .uniform(bound: bound), decays: true)]
+        if hasBias { specs.append(ParameterSpec(name: "bias", count: outChannels, initializer: .uniform(bound: bound), decays: false)) }
+        return specs
+    }
+
+    public func bind(_ b: ParameterBinding) {
+        weight = b.parameters[0]; dWeight = b.gradients[0]
+        if hasBias { bias = b.parameters[1]; dBias = b.gradients[1] }
+    }
+
+    public func prepare(maxBatch: Int) {
+        impl = backend.makeKernel(geometry!, maxBatch: maxBatch)
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
+                        context: StepContext) {
+        impl!.forward(x: x, weight: weight!, bias: bias.map { UnsafePointer($0) }, y: y, batch: batch)
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
+        impl!.backwardWeights(x: x, dy: dy, dWeight: dWeight!, dBias: dBias, batch: batch)
+        if let dx { impl!.backwardData(dy: dy, weight: weight!, dx: dx, batch: batch) }
+    }
+}

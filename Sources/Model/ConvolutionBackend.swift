@@ -1,0 +1,52 @@
+/// Geometry of a 2-D convolution (square kernels, symmetric padding, groups = 1).
+public struct ConvGeometry: Hashable, Sendable {
+    public var input: FeatureShape
+    public var outChannels: Int
+    public var kernel: Int
+    public var stride: Int
+    public var padding: Int
+
+    public var outHeight: Int { (input.height + 2 * padding - kernel) / stride + 1 }
+    public var outWidth: Int { (input.width + 2 * padding - kernel) / stride + 1 }
+    public var output: FeatureShape { FeatureShape(channels: outChannels, height: outHeight, width: outWidth) }
+    /// Length of one im2col column: inChannels × kernel × kernel.
+    public var patch: Int { input.channels * kernel * kernel }
+    /// Weight count: outChannels × inChannels × kernel × kernel (PyTorch's OIHW order).
+    public var weightCount: Int { outChannels * patch }
+    /// Multiply-adds per sample for the forward pass.
+    public var macsPerSample: Int { weightCount * outHeight * outWidth }
+}
+
+/// The seam behind which convolution arithmetic lives. A backend turns a geometry into a
+/// kernel object that owns its workspace; the `Conv2d` layer owns the parameters and never
+/// assumes how the kernel computes. The portable backend is im2col + OpenBLAS sgemm over NCHW;
+/// a blocked-layout backend (oneDNN) plugs in here with its own activation layout.
+public protocol ConvolutionBackend: Sendable {
+    var name: String { get }
+    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel
+}
+
+/// One convolution shape's compiled work. All pointers are to whole batches.
+public protocol ConvolutionKernel: AnyObject {
+    /// y = conv(x, weight) + bias.
+    func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                 y: UnsafeMutablePointer<Float>, batch: Int)
+    /// dx = conv_transpose(dy, weight) (overwrites dx).
+    func backwardData(dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                      dx: UnsafeMutablePointer<Float>, batch: Int)
+    /// dWeight += correlate(x, dy); dBias += sum(dy) (accumulates).
+    func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int)
+}
+
+/// The backends this build has, by name (`--conv-backend`).
+public enum ConvolutionBackends {
+    public static let portable: ConvolutionBackend = Im2colGEMMBackend()
+    public static var all: [ConvolutionBackend] { [portable] }
+    public static func named(_ name: String) throws -> ConvolutionBackend {
+        guard let b = all.first(where: { $0.name == name }) else {
+            throw ModelError.invalidOption("unknown convolution backend '\(name)' (known: \(all.map(\.name).joined(separator: ", ")))")
+        }
+        return b
+    }
+}

@@ -1,0 +1,148 @@
+import Support
+
+/// A layer with the name its parameters are saved under (torchvision-style, e.g. "features.0").
+public struct NamedLayer {
+    public var name: String
+    public var layer: Layer
+    public init(_ name: String, _ layer: Layer) { self.name = name; self.layer = layer }
+}
+
+/// A feed-forward network over one flat `ParameterStore`, with activation memory planned once.
+///
+///     let net = try Architectures.build(spec)
+///     net.initializeParameters(seed: 1)
+///     net.prepare(maxBatch: 64)
+///     let logits = net.forward(input, batch: 64, mode: .train)   // [64, classes]
+///     net.backward(input, dLogits: dLogits, batch: 64, mode: .train)
+public final class Network {
+    public let spec: ModelSpec
+    public let layers: [NamedLayer]
+    public let inputShape: FeatureShape
+    /// Output shape of each layer.
+    public let shapes: [FeatureShape]
+    public let store: ParameterStore
+    public private(set) var maxBatch = 0
+    /// Full names of the trainable tensors in store order ("features.0.weight", …).
+    public var parameterNames: [String] { store.slots.map(\.name) }
+    public var stateNames: [String] { store.stateSlots.map(\.name) }
+
+    private var outputs: [UnsafeMutablePointer<Float>] = []
+    private var gradA: UnsafeMutablePointer<Float>?, gradB: UnsafeMutablePointer<Float>?
+    private var specsPerLayer: [[ParameterSpec]] = []
+
+    public init(spec: ModelSpec, layers: [NamedLayer]) throws {
+        self.spec = spec
+        self.layers = layers
+        inputShape = FeatureShape(channels: spec.channels, height: spec.imageSize, width: spec.imageSize)
+        var shape = inputShape, shapes: [FeatureShape] = []
+        var pSpecs: [ParameterSpec] = [], sSpecs: [StateSpec] = []
+        var perLayer: [[ParameterSpec]] = []
+        for l in layers {
+            shape = try l.layer.configure(input: shape)
+            shapes.append(shape)
+            let ps = l.layer.parameterSpecs.map { s -> ParameterSpec in var s = s; s.name = "\(l.name).\(s.name)"; return s }
+            perLayer.append(ps)
+            pSpecs += ps
+            sSpecs += l.layer.stateSpecs.map { StateSpec(name: "\(l.name).\($0.name)", count: $0.count, initialValue: $0.initialValue) }
+        }
+        self.shapes = shapes
+        specsPerLayer = perLayer
+        store = ParameterStore(parameterSpecs: pSpecs, stateSpecs: sSpecs)
+        var pi = 0, si = 0
+        for l in layers {
+            let np = l.layer.parameterSpecs.count, ns = l.layer.stateSpecs.count
+            let binding = ParameterBinding(
+                parameters: store.slots[pi..<pi + np].map { store.parameters + $0.range.lowerBound },
+                gradients: store.slots[pi..<pi + np].map { store.gradients + $0.range.lowerBound },
+                state: store.stateSlots[si..<si + ns].map { store.state + $0.range.lowerBound })
+            l.layer.bind(binding)
+            pi += np; si += ns
+        }
+    }
+
+    deinit { freeActivations() }
+
+    public var outputShape: FeatureShape { shapes.last ?? inputShape }
+    public var parameterCount: Int { store.count }
+
+    /// Multiply-adds per sample of the convolutions and linear layers (forward).
+    public var macsPerSample: Int {
+        var total = 0, shape = inputShape
+        for (l, out) in zip(layers, shapes) {
+            if let c = l.layer as? Conv2d, let g = c.geometry { total += g.macsPerSample }
+            if let lin = l.layer as? Linear { total += lin.inFeatures * lin.outFeatures }
+            shape = out
+        }
+        _ = shape
+        return total
+    }
+
+    /// Fills parameters from their initializers with a seeded generator (identical on every rank
+    /// for the same seed; rank 0's values are broadcast anyway).
+    public func initializeParameters(seed: UInt64) {
+        var rng = RandomSource(seed: seed, stream: 0x1417)
+        var specs = specsPerLayer.flatMap { $0 }.makeIterator()
+        for slot in store.slots {
+            guard let spec = specs.next() else { break }
+            let p = store.parameters + slot.range.lowerBound
+            switch spec.initializer {
+            case let .uniform(bound):
+                for i in 0..<spec.count { p[i] = (rng.nextFloat() * 2 - 1) * bound }
+            case let .constant(v):
+                p.update(repeating: v, count: spec.count)
+            }
+        }
+        store.optimizerState.update(repeating: 0, count: store.count)
+        store.zeroGradients()
+    }
+
+    /// Allocates activation and gradient memory for batches of up to `maxBatch` samples.
+    public func prepare(maxBatch: Int) {
+        guard maxBatch != self.maxBatch else { return }
+        freeActivations()
+        self.maxBatch = maxBatch
+        let largest = max(shapes.map(\.count).max() ?? 1, inputShape.count)
+        for s in shapes {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, maxBatch * s.count))
+            p.initialize(repeating: 0, count: max(1, maxBatch * s.count))
+            outputs.append(p)
+        }
+        gradA = .allocate(capacity: max(1, maxBatch * largest)); gradA!.initialize(repeating: 0, count: max(1, maxBatch * largest))
+        gradB = .allocate(capacity: max(1, maxBatch * largest)); gradB!.initialize(repeating: 0, count: max(1, maxBatch * largest))
+        for l in layers { l.layer.prepare(maxBatch: maxBatch) }
+    }
+
+    private func freeActivations() {
+        outputs.forEach { $0.deallocate() }
+        outputs = []
+        gradA?.deallocate(); gradB?.deallocate()
+        gradA = nil; gradB = nil
+    }
+
+    /// Runs every layer; returns the logits [batch, outputShape.count] (valid until the next call).
+    @discardableResult
+    public func forward(_ input: UnsafePointer<Float>, batch: Int, mode: Mode,
+                        context: StepContext = StepContext()) -> UnsafePointer<Float> {
+        precondition(batch <= maxBatch, "batch \(batch) exceeds the prepared maximum \(maxBatch)")
+        var x = input
+        for (i, l) in layers.enumerated() {
+            l.layer.forward(x, outputs[i], batch: batch, mode: mode, context: context)
+            x = UnsafePointer(outputs[i])
+        }
+        return x
+    }
+
+    /// Back-propagates `dLogits` through every layer, accumulating parameter gradients.
+    /// Must follow the `forward` of the same batch.
+    public func backward(_ input: UnsafePointer<Float>, dLogits: UnsafePointer<Float>, batch: Int, mode: Mode) {
+        var dy = dLogits
+        var useA = true
+        for i in stride(from: layers.count - 1, through: 0, by: -1) {
+            let x = i == 0 ? input : UnsafePointer(outputs[i - 1])
+            let dx: UnsafeMutablePointer<Float>? = i == 0 ? nil : (useA ? gradA! : gradB!)
+            layers[i].layer.backward(x: x, y: outputs[i], dy: dy, dx: dx, batch: batch, mode: mode)
+            if let dx { dy = UnsafePointer(dx) }
+            useA.toggle()
+        }
+    }
+}

@@ -1,0 +1,93 @@
+/// What a layer declares for each of its trainable tensors.
+public struct ParameterSpec: Sendable {
+    public enum Initializer: Sendable {
+        /// U(-bound, bound) — PyTorch's default for Conv2d/Linear weights and biases uses
+        /// bound = 1/sqrt(fan_in).
+        case uniform(bound: Float)
+        case constant(Float)
+    }
+    public var name: String
+    public var count: Int
+    public var initializer: Initializer
+    /// Whether weight decay applies (weights yes; biases and normalisation parameters no).
+    public var decays: Bool
+
+    public init(name: String, count: Int, initializer: Initializer, decays: Bool) {
+        self.name = name; self.count = count; self.initializer = initializer; self.decays = decays
+    }
+}
+
+/// A non-trainable tensor a layer keeps (BatchNorm running statistics).
+public struct StateSpec: Sendable {
+    public var name: String
+    public var count: Int
+    public var initialValue: Float
+    public init(name: String, count: Int, initialValue: Float) {
+        self.name = name; self.count = count; self.initialValue = initialValue
+    }
+}
+
+/// One named tensor's place in the flat buffers.
+public struct TensorSlot: Sendable {
+    public var name: String
+    public var range: Range<Int>
+    public var decays: Bool
+}
+
+/// All of a network's numbers in a few flat allocations with one layout:
+/// `parameters`, `gradients` and `optimizerState` (momentum) are parallel arrays, so zeroing the
+/// gradients is one memset, the optimizer is one loop and the gradient allreduce is one buffer.
+/// `state` holds non-trainable tensors (BatchNorm running mean/var), averaged across ranks and
+/// saved in checkpoints but never touched by the optimizer.
+///
+/// Layers keep pointers into these buffers, which are allocated once and never move.
+public final class ParameterStore {
+    public let count: Int
+    public let stateCount: Int
+    public let parameters: UnsafeMutablePointer<Float>
+    public let gradients: UnsafeMutablePointer<Float>
+    public let optimizerState: UnsafeMutablePointer<Float>
+    public let state: UnsafeMutablePointer<Float>
+    public private(set) var slots: [TensorSlot]
+    public private(set) var stateSlots: [TensorSlot]
+
+    init(parameterSpecs: [ParameterSpec], stateSpecs: [StateSpec]) {
+        var slots: [TensorSlot] = [], offset = 0
+        for s in parameterSpecs {
+            slots.append(TensorSlot(name: s.name, range: offset..<offset + s.count, decays: s.decays))
+            offset += s.count
+        }
+        count = offset
+        var stateSlots: [TensorSlot] = [], stateOffset = 0
+        for s in stateSpecs {
+            stateSlots.append(TensorSlot(name: s.name, range: stateOffset..<stateOffset + s.count, decays: false))
+            stateOffset += s.count
+        }
+        stateCount = stateOffset
+        self.slots = slots
+        self.stateSlots = stateSlots
+        parameters = .allocate(capacity: max(count, 1))
+        gradients = .allocate(capacity: max(count, 1))
+        optimizerState = .allocate(capacity: max(count, 1))
+        state = .allocate(capacity: max(stateCount, 1))
+        parameters.initialize(repeating: 0, count: max(count, 1))
+        gradients.initialize(repeating: 0, count: max(count, 1))
+        optimizerState.initialize(repeating: 0, count: max(count, 1))
+        state.initialize(repeating: 0, count: max(stateCount, 1))
+        for (spec, slot) in zip(stateSpecs, stateSlots) {
+            (state + slot.range.lowerBound).update(repeating: spec.initialValue, count: spec.count)
+        }
+    }
+
+    deinit {
+        parameters.deallocate(); gradients.deallocate(); optimizerState.deallocate(); state.deallocate()
+    }
+
+    /// Sets every gradient to zero (one memset).
+    public func zeroGradients() { gradients.update(repeating: 0, count: count) }
+
+    public var parameterBuffer: UnsafeMutableBufferPointer<Float> { .init(start: parameters, count: count) }
+    public var gradientBuffer: UnsafeMutableBufferPointer<Float> { .init(start: gradients, count: count) }
+    public var optimizerStateBuffer: UnsafeMutableBufferPointer<Float> { .init(start: optimizerState, count: count) }
+    public var stateBuffer: UnsafeMutableBufferPointer<Float> { .init(start: state, count: stateCount) }
+}
