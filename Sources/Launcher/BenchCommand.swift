@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import Training
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time training steps on synthetic in-memory data; prints one JSON line.",
+        discussion: """
+        One step = forward + backward + gradient allreduce + SGD. --batch-size is PER RANK (like
+        PyTorch DDP); under mpirun the JSON has per-rank and aggregate images/s. Figures are the
+        median of --windows timed windows after --warmup steps.
+        """)
+
+    @Option(help: "Architecture.") var model = "refcnn"
+    @Option(help: "Input size.") var imageSize = 32
+    @Option(help: "Input channels.") var channels = 3
+    @Option(help: "Classes.") var classes = 10
+    @Option(help: "Batch size PER RANK.") var batchSize = 64
+    @Option(help: "Steps per timed window (0: about 3 s).") var steps = 0
+    @Option(help: "Timed windows.") var windows = 7
+    @Option(help: "Warm-up steps.") var warmup = 5
+    @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "Also append the JSON line to this file.") var json: String?
+
+    func run() throws {
+        try MPISession.run { comm in
+            var o = BenchOptions()
+            o.model = model; o.imageSize = imageSize; o.channels = channels; o.classes = classes
+            o.batchSize = batchSize; o.steps = steps; o.windows = windows; o.warmup = warmup
+            o.threads = threads ?? defaultThreads()
+            let result = try Benchmark.run(o, comm: comm)
+            if comm.rank == 0 {
+                let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+                let line = String(decoding: data, as: UTF8.self)
+                print(line)
+                if let json {
+                    if !FileManager.default.fileExists(atPath: json) { FileManager.default.createFile(atPath: json, contents: nil) }
+                    if let h = FileHandle(forWritingAtPath: json) { h.seekToEndOfFile(); h.write(Data((line + "\n").utf8)); try? h.close() }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Dist
+import Foundation
+
+/// Starts MPI (under mpirun, or as a singleton), runs `body` with the world communicator and
+/// finalises. An error on any rank is printed with the rank and the job is stopped cleanly: a
+/// single process exits 1; a multi-rank job is aborted (MPI_Abort) so no rank waits forever.
+enum MPISession {
+    static func run(_ body: (Communicator) throws -> Void) throws {
+        try MPIRuntime.start()
+        let comm = MPIRuntime.world
+        do {
+            try body(comm)
+        } catch {
+            let message = comm.size > 1 ? "distrainer: rank \(comm.rank): error: \(error)\n" : "distrainer: error: \(error)\n"
+            FileHandle.standardError.write(Data(message.utf8))
+            if comm.size > 1 { MPIRuntime.abort(code: 1) }
+            MPIRuntime.finish()
+            throw ExitCode(1)
+        }
+        MPIRuntime.finish()
+    }
+}
+
+/// OpenBLAS threads per rank: $OPENBLAS_NUM_THREADS when set, else 1.
+func defaultThreads() -> Int {
+    Int(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "") ?? 1
+}
+
+/// Parses "1,2,3" into numbers, naming the option on error.
+func parseList<T: LosslessStringConvertible>(_ text: String, name: String) throws -> [T] {
+    try text.split(separator: ",").map {
+        guard let v = T(String($0).trimmingCharacters(in: .whitespaces)) else {
+            throw ValidationError("--\(name): '\($0)' is not a number")
+        }
+        return v
+    }
+}

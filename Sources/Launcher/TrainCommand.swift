@@ -1,0 +1,73 @@
+import ArgumentParser
+import Dist
+import Training
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a classifier on a JSONL manifest (data-parallel under mpirun).",
+        discussion: """
+        Run as `mpirun -n N distrainer train …` for N data-parallel ranks, or directly for one.
+        --batch-size is the GLOBAL batch: each rank computes its slice and gradients are averaged
+        by allreduce. Rank 0 writes RUN_DIR: history.jsonl, last.ckpt, best.ckpt, classes.json.
+        """)
+
+    @Option(help: "Training manifest (JSONL: one {\"image\": path, \"label\": name} per line).") var train: String
+    @Option(help: "Validation manifest.") var val: String?
+    @Option(name: .customLong("out"), help: "Run directory (written by rank 0).") var out: String
+    @Option(help: "Architecture: refcnn, cnn-small.") var model = "refcnn"
+    @Option(help: "Stage widths for cnn-small, e.g. 32,64,128.") var widths: String?
+    @Flag(help: "Build the model without BatchNorm.") var noBatchnorm = false
+    @Option(help: "Dropout before the classifier.") var dropout: Float = 0
+    @Option(help: "Input channels: 1 (gray) or 3 (RGB).") var channels = 3
+    @Option(help: "Images are resized to SIZE×SIZE.") var imageSize = 32
+    @Option(help: "Normalisation mean per channel (x/255 − mean) / std; one value or one per channel.") var mean = "0.5"
+    @Option(help: "Normalisation std per channel.") var std = "0.5"
+    @Option(help: "Epochs.") var epochs = 10
+    @Option(help: "Stop after this many optimizer steps.") var maxSteps: Int?
+    @Option(help: "GLOBAL batch size (split across ranks).") var batchSize = 128
+    @Option(help: "Global batch size for validation.") var evalBatchSize = 256
+    @Option(help: "Learning rate.") var lr: Float = 0.05
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(help: "Weight decay (weights only, not biases or BatchNorm).") var weightDecay: Float = 0
+    @Flag(help: "Nesterov momentum.") var nesterov = false
+    @Option(help: "Seed for initialisation and data order.") var seed: UInt64 = 1
+    @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
+    @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
+    @Option(help: "Batches prepared ahead.") var prefetch = 3
+    @Flag(help: "Skip (and report) unreadable images and bad manifest lines instead of stopping.") var skipBadRecords = false
+    @Flag(help: "Resume from RUN_DIR/last.ckpt (at the end of its epoch).") var resume = false
+    @Flag(help: "No progress line.") var quiet = false
+
+    func run() throws {
+        try MPISession.run { comm in
+            var o = TrainOptions(trainManifest: train, valManifest: val, outDir: out)
+            o.model = model
+            o.widths = try widths.map { try parseList($0, name: "widths") }
+            o.batchNorm = !noBatchnorm
+            o.dropout = dropout
+            o.channels = channels
+            o.imageSize = imageSize
+            o.mean = try parseList(mean, name: "mean")
+            o.std = try parseList(std, name: "std")
+            o.epochs = epochs
+            o.maxSteps = maxSteps
+            o.batchSize = batchSize
+            o.evalBatchSize = evalBatchSize
+            o.lr = lr
+            o.momentum = momentum
+            o.weightDecay = weightDecay
+            o.nesterov = nesterov
+            o.seed = seed
+            o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
+            o.threads = threads ?? defaultThreads()
+            o.loaderThreads = loaderThreads
+            o.prefetch = prefetch
+            o.skipBadRecords = skipBadRecords
+            o.resume = resume
+            o.progress = !quiet
+            _ = try Trainer(options: o, communicator: comm).run()
+        }
+    }
+}

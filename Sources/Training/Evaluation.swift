@@ -1,0 +1,54 @@
+import Dist
+import Model
+import Shards
+
+/// Loss and confusion counts over a whole labelled set, each sample counted exactly once across
+/// ranks: rank r evaluates the contiguous shard r of W (no padding), then the sums are reduced.
+public struct EvaluationResult: Sendable {
+    public var lossSum: Double
+    /// [true class][predicted class] counts, summed over ranks.
+    public var confusion: [[Int64]]
+    /// Samples that could not be loaded (with --skip-bad-records), over all ranks.
+    public var skipped: Int
+    public var failures: [SampleFailure]
+
+    public var count: Int64 { confusion.reduce(0) { $0 + $1.reduce(0, +) } }
+    public var correct: Int64 { confusion.indices.reduce(0) { $0 + confusion[$1][$1] } }
+    public var accuracy: Double { count > 0 ? Double(correct) / Double(count) : 0 }
+    public var meanLoss: Double { count > 0 ? lossSum / Double(count) : 0 }
+}
+
+enum Evaluation {
+    /// Runs `net` in eval mode over this rank's shard of `set` and reduces the counts.
+    static func run(_ net: Network, loader: BatchLoader, setCount: Int, classes: Int, localBatch: Int,
+                    comm: Communicator, scratch: UnsafeMutablePointer<Int32>) throws -> EvaluationResult {
+        let shard = EpochPlan.split(setCount, part: comm.rank, of: comm.size)
+        var batches: [[Int]] = []
+        var i = shard.lowerBound
+        while i < shard.upperBound {
+            let end = min(i + localBatch, shard.upperBound)
+            batches.append(Array(i..<end)); i = end
+        }
+        loader.start(batches: batches)
+        var confusion = [Int64](repeating: 0, count: classes * classes)
+        var lossSum = 0.0
+        var failures: [SampleFailure] = []
+        while let batch = try loader.next() {
+            failures += batch.failures
+            if batch.count > 0 {
+                let logits = net.forward(batch.inputs, batch: batch.count, mode: .eval)
+                let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count,
+                                                     classes: classes, predicted: scratch)
+                lossSum += r.lossSum
+                for j in 0..<batch.count { confusion[Int(batch.labels[j]) * classes + Int(scratch[j])] += 1 }
+            }
+            loader.recycle(batch)
+        }
+        confusion.append(Int64(failures.count))
+        confusion = try comm.allreduce(confusion, op: .sum)
+        let skipped = Int(confusion.removeLast())
+        lossSum = try comm.allreduce([lossSum], op: .sum)[0]
+        let rows = (0..<classes).map { Array(confusion[($0 * classes)..<(($0 + 1) * classes)]) }
+        return EvaluationResult(lossSum: lossSum, confusion: rows, skipped: skipped, failures: failures)
+    }
+}

@@ -1,0 +1,54 @@
+import Shards
+
+/// Input preprocessing shared by training, evaluation and prediction.
+public struct InputFormat: Codable, Sendable, Equatable {
+    public var channels: Int
+    public var imageSize: Int
+    public var mean: [Float]
+    public var std: [Float]
+    public var sampleCount: Int { channels * imageSize * imageSize }
+
+    public init(channels: Int, imageSize: Int, mean: [Float], std: [Float]) throws {
+        guard channels == 1 || channels == 3 else { throw TrainingError.invalidOption("--channels must be 1 or 3, got \(channels)") }
+        guard imageSize >= 4 else { throw TrainingError.invalidOption("--image-size must be at least 4, got \(imageSize)") }
+        func perChannel(_ v: [Float], _ name: String) throws -> [Float] {
+            if v.count == channels { return v }
+            if v.count == 1 { return Array(repeating: v[0], count: channels) }
+            throw TrainingError.invalidOption("--\(name) needs 1 or \(channels) values, got \(v.count)")
+        }
+        self.channels = channels; self.imageSize = imageSize
+        self.mean = try perChannel(mean, "mean"); self.std = try perChannel(std, "std")
+        guard self.std.allSatisfy({ $0 > 0 }) else { throw TrainingError.invalidOption("--std values must be positive") }
+    }
+}
+
+/// Decodes a manifest's images from files into the model's input.
+struct ImageSampleSource: SampleSource {
+    let set: LabeledSet
+    let format: InputFormat
+    var sampleCount: Int { format.sampleCount }
+
+    func load(_ index: Int, into out: UnsafeMutablePointer<Float>) throws -> Int32 {
+        do {
+            let image = try ImageFile.load(path: set.paths[index], channels: format.channels)
+            Preprocess.resizeNormalize(image, size: format.imageSize, mean: format.mean, std: format.std, into: out)
+        } catch {
+            throw TrainingError.badSample("\(set.manifest):\(set.lines[index]): image \"\(set.images[index])\": \(error)")
+        }
+        return set.labels[index]
+    }
+}
+
+/// Random inputs and labels held in memory (benchmarks).
+struct SyntheticSampleSource: SampleSource {
+    let sampleCount: Int
+    let classes: Int
+    func load(_ index: Int, into out: UnsafeMutablePointer<Float>) throws -> Int32 {
+        var x = UInt32(truncatingIfNeeded: index &* 2_654_435_761)
+        for i in 0..<sampleCount {
+            x = x &* 1_664_525 &+ 1_013_904_223
+            out[i] = Float(x >> 8) / Float(1 << 24) - 0.5
+        }
+        return Int32(index % classes)
+    }
+}

@@ -1,0 +1,53 @@
+/// Everything a `train` run is configured with (the CLI fills it; saved with the run).
+public struct TrainOptions: Codable, Sendable {
+    public var trainManifest: String
+    public var valManifest: String?
+    public var outDir: String
+    public var model: String = "refcnn"
+    public var widths: [Int]? = nil
+    public var batchNorm = true
+    public var dropout: Float = 0
+    public var channels = 3
+    public var imageSize = 32
+    public var mean: [Float] = [0.5]
+    public var std: [Float] = [0.5]
+    public var epochs = 10
+    /// Optimizer steps after which training stops (nil: run all epochs).
+    public var maxSteps: Int? = nil
+    /// The GLOBAL batch: split across ranks.
+    public var batchSize = 128
+    public var evalBatchSize = 256
+    public var lr: Float = 0.05
+    public var momentum: Float = 0.9
+    public var weightDecay: Float = 0
+    public var nesterov = false
+    public var seed: UInt64 = 1
+    /// Gradient allreduce bucket size in floats.
+    public var bucketElements = 1 << 20
+    public var threads = 1
+    public var loaderThreads = 1
+    public var prefetch = 3
+    public var skipBadRecords = false
+    public var resume = false
+    public var progress = true
+
+    public init(trainManifest: String, valManifest: String?, outDir: String) {
+        self.trainManifest = trainManifest; self.valManifest = valManifest; self.outDir = outDir
+    }
+
+    /// Flat key → value view, saved in checkpoints.
+    public var record: [String: String] {
+        var r: [String: String] = [
+            "train": trainManifest, "out": outDir, "model": model, "batch_norm": "\(batchNorm)",
+            "dropout": "\(dropout)", "channels": "\(channels)", "image_size": "\(imageSize)",
+            "mean": mean.map { "\($0)" }.joined(separator: ","), "std": std.map { "\($0)" }.joined(separator: ","),
+            "epochs": "\(epochs)", "batch_size": "\(batchSize)", "lr": "\(lr)", "momentum": "\(momentum)",
+            "weight_decay": "\(weightDecay)", "nesterov": "\(nesterov)", "seed": "\(seed)",
+            "bucket_elements": "\(bucketElements)", "skip_bad_records": "\(skipBadRecords)",
+        ]
+        if let v = valManifest { r["val"] = v }
+        if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
+        if let m = maxSteps { r["max_steps"] = "\(m)" }
+        return r
+    }
+}
