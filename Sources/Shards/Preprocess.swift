@@ -1,0 +1,116 @@
+/// Turning decoded images into the model's float input.
+public enum Preprocess {
+    /// Resizes `image` to `size`×`size` with a bilinear (triangle) filter and normalises each
+    /// sample to `(x / 255 - mean[c]) / std[c]`, writing planar CHW floats into `out`
+    /// (`image.channels * size * size` values; `mean` and `std` have `image.channels` entries,
+    /// or one entry used for every channel).
+    ///
+    /// The filter is PIL's `Image.resize(..., BILINEAR)` (also torchvision's `Resize` with
+    /// `antialias=True`): sample centres at `(i + 0.5) * scale` (align_corners=false); when
+    /// upscaling this is plain bilinear interpolation with edge clamping, when downscaling the
+    /// triangle is widened by the scale factor so every source pixel contributes (antialiasing;
+    /// a 2× downscale weighs a 4-pixel window 1/8, 3/8, 3/8, 1/8 rather than averaging 2×2).
+    /// Weights at the borders are renormalised over the pixels that exist. Same size copies
+    /// exactly. Unlike PIL, no rounding to 8 bits happens between the horizontal and vertical
+    /// passes, so results can differ from PIL by up to about 1/255 before normalisation.
+    ///
+    /// Nothing is allocated on the heap for typical sizes: the filter tables and one row of
+    /// scratch live in `withUnsafeTemporaryAllocation` storage (stack when small enough).
+    public static func resizeNormalize(_ image: Image, size: Int, mean: [Float], std: [Float],
+                                       into out: UnsafeMutablePointer<Float>) {
+        let c = image.channels, w = image.width, h = image.height
+        precondition(size > 0 && w > 0 && h > 0 && c > 0, "resizeNormalize: empty image or size")
+        precondition(image.pixels.count == w * h * c, "resizeNormalize: pixel count does not match the size")
+        precondition((mean.count == c || mean.count == 1) && (std.count == c || std.count == 1),
+                     "resizeNormalize: mean/std need \(c) entries (or 1)")
+
+        let xTaps = taps(inSize: w, outSize: size), yTaps = taps(inSize: h, outSize: size)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * size) { xStart in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: size * xTaps) { xWeights in
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * size) { yStart in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: size * yTaps) { yWeights in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: w * c + 2 * c) { scratch in
+            let xs = xStart.baseAddress!, xw = xWeights.baseAddress!
+            let ys = yStart.baseAddress!, yw = yWeights.baseAddress!
+            computeCoefficients(inSize: w, outSize: size, taps: xTaps, bounds: xs, weights: xw)
+            computeCoefficients(inSize: h, outSize: size, taps: yTaps, bounds: ys, weights: yw)
+            let row = scratch.baseAddress!          // w * c floats: one vertically filtered row
+            let scale = row + w * c, shift = scale + c  // per channel: v * scale + shift
+            for ch in 0..<c {
+                let m = mean.count == 1 ? mean[0] : mean[ch], s = std.count == 1 ? std[0] : std[ch]
+                scale[ch] = 1 / (255 * s)
+                shift[ch] = -m / s
+            }
+            let plane = size * size
+            image.pixels.withUnsafeBufferPointer { px in
+                let src = px.baseAddress!
+                for oy in 0..<size {
+                    // Vertical pass: combine the contributing source rows into `row`.
+                    let y0 = ys[2 * oy], ny = ys[2 * oy + 1], wy = yw + oy * yTaps
+                    let rowLen = w * c
+                    do {
+                        let r = src + y0 * rowLen, k = wy[0]
+                        for i in 0..<rowLen { row[i] = Float(r[i]) * k }
+                    }
+                    var t = 1
+                    while t < ny {
+                        let r = src + (y0 + t) * rowLen, k = wy[t]
+                        for i in 0..<rowLen { row[i] += Float(r[i]) * k }
+                        t += 1
+                    }
+                    // Horizontal pass + normalisation, written planar.
+                    let outRow = out + oy * size
+                    for ox in 0..<size {
+                        let x0 = xs[2 * ox], nx = xs[2 * ox + 1], wx = xw + ox * xTaps
+                        for ch in 0..<c {
+                            var acc: Float = 0
+                            var p = row + x0 * c + ch
+                            for j in 0..<nx { acc += p.pointee * wx[j]; p += c }
+                            outRow[ch * plane + ox] = acc * scale[ch] + shift[ch]
+                        }
+                    }
+                }
+            }
+        }}}}}
+    }
+
+    /// Maximum number of source pixels that contribute to one output pixel.
+    static func taps(inSize: Int, outSize: Int) -> Int {
+        let scale = Double(inSize) / Double(outSize)
+        let support = max(scale, 1.0)  // triangle support 1, widened when downscaling
+        return Int(support.rounded(.up)) * 2 + 1
+    }
+
+    /// PIL's `precompute_coeffs` for the triangle filter: for output `i`, `bounds[2i]` is the
+    /// first source index and `bounds[2i+1]` the count; weights (normalised to sum 1) are at
+    /// `weights[i * taps ..< i * taps + count]`.
+    static func computeCoefficients(inSize: Int, outSize: Int, taps: Int,
+                                    bounds: UnsafeMutablePointer<Int>, weights: UnsafeMutablePointer<Float>) {
+        let scale = Double(inSize) / Double(outSize)
+        let filterScale = max(scale, 1.0)
+        let support = filterScale  // bilinear support (1) × filterScale
+        let invFilterScale = 1.0 / filterScale
+        for i in 0..<outSize {
+            let center = (Double(i) + 0.5) * scale
+            var xmin = Int(center - support + 0.5)  // truncation, as in C
+            if xmin < 0 { xmin = 0 }
+            var xmax = Int(center + support + 0.5)
+            if xmax > inSize { xmax = inSize }
+            var count = xmax - xmin
+            if count > taps { count = taps }
+            if count < 1 {  // cannot happen for valid sizes; keep the nearest pixel
+                xmin = min(max(Int(center), 0), inSize - 1); count = 1
+            }
+            func tri(_ j: Int) -> Double {
+                max(0.0, 1.0 - abs((Double(j + xmin) - center + 0.5) * invFilterScale))
+            }
+            var total = 0.0
+            for j in 0..<count { total += tri(j) }
+            let inv = total > 0 ? 1.0 / total : 0
+            for j in 0..<count { weights[i * taps + j] = Float(tri(j) * inv) }
+            if total == 0 { weights[i * taps] = 1 }
+            bounds[2 * i] = xmin
+            bounds[2 * i + 1] = count
+        }
+    }
+}
