@@ -72,7 +72,7 @@ public enum Benchmark {
             allreduceFractions.append(allreduceSeconds / dt)
         }
         var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         let peakMB = Double(usage.ru_maxrss) / 1024
         let medians = try comm.gather([median(rankRates), peakMB, median(allreduceFractions)], root: 0)
         func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
