@@ -39,9 +39,12 @@ build: deps
 release: deps
 	swift build -c release
 
+# Tests run against an optimised build (end-to-end runs train real models); -enable-testing keeps
+# @testable imports working in release.
+TEST_FLAGS := -c release -Xswiftc -enable-testing
 test: deps demo-deps
-	swift build --build-tests
-	swift test
+	swift build $(TEST_FLAGS) --build-tests
+	swift test $(TEST_FLAGS) --skip-build
 
 # Fashion-MNIST (Debian's dataset-fashion-mnist) → PNG + JSONL, then refcnn on $(RANKS) ranks.
 demo: demo-deps release
