@@ -28,6 +28,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "GLOBAL batch size (split across ranks).") var batchSize = 128
     @Option(help: "Global batch size for validation.") var evalBatchSize = 256
     @Option(help: "Learning rate.") var lr: Float = 0.05
+    @Option(help: "Learning-rate schedule: constant, cosine (per step, to --lr-floor at the end).") var lrSchedule = "constant"
+    @Option(help: "Final learning rate of a decaying schedule.") var lrFloor: Float = 0
     @Option(help: "SGD momentum.") var momentum: Float = 0.9
     @Option(help: "Weight decay (weights only, not biases or BatchNorm).") var weightDecay: Float = 0
     @Flag(help: "Nesterov momentum.") var nesterov = false
@@ -56,6 +58,11 @@ struct TrainCommand: ParsableCommand {
             o.batchSize = batchSize
             o.evalBatchSize = evalBatchSize
             o.lr = lr
+            guard let kind = LearningRateSchedule.Kind(rawValue: lrSchedule) else {
+                throw ValidationError("--lr-schedule must be one of \(LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            o.schedule = kind
+            o.lrFloor = lrFloor
             o.momentum = momentum
             o.weightDecay = weightDecay
             o.nesterov = nesterov

@@ -18,6 +18,9 @@ public struct TrainOptions: Codable, Sendable {
     public var batchSize = 128
     public var evalBatchSize = 256
     public var lr: Float = 0.05
+    public var schedule: LearningRateSchedule.Kind = .constant
+    /// Lowest rate of a decaying schedule.
+    public var lrFloor: Float = 0
     public var momentum: Float = 0.9
     public var weightDecay: Float = 0
     public var nesterov = false
@@ -41,7 +44,8 @@ public struct TrainOptions: Codable, Sendable {
             "train": trainManifest, "out": outDir, "model": model, "batch_norm": "\(batchNorm)",
             "dropout": "\(dropout)", "channels": "\(channels)", "image_size": "\(imageSize)",
             "mean": mean.map { "\($0)" }.joined(separator: ","), "std": std.map { "\($0)" }.joined(separator: ","),
-            "epochs": "\(epochs)", "batch_size": "\(batchSize)", "lr": "\(lr)", "momentum": "\(momentum)",
+            "epochs": "\(epochs)", "batch_size": "\(batchSize)", "lr": "\(lr)", "lr_schedule": schedule.rawValue,
+            "lr_floor": "\(lrFloor)", "momentum": "\(momentum)",
             "weight_decay": "\(weightDecay)", "nesterov": "\(nesterov)", "seed": "\(seed)",
             "bucket_elements": "\(bucketElements)", "skip_bad_records": "\(skipBadRecords)",
         ]

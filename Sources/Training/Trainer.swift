@@ -105,6 +105,9 @@ public final class Trainer {
         defer { dLogits.deallocate(); predicted.deallocate() }
         let reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
         let optimizer = SGD(momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov)
+        let stepsPerEpoch = (train.count + o.batchSize - 1) / o.batchSize
+        let schedule = LearningRateSchedule(kind: o.schedule, baseLR: o.lr,
+                                            totalSteps: min(o.maxSteps ?? Int.max, stepsPerEpoch * o.epochs), floor: o.lrFloor)
         let trainLoader = BatchLoader(source: ImageSampleSource(set: train, format: format), maxBatch: maxLocal,
                                       prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipBadRecords)
         let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format), maxBatch: evalLocal,
@@ -124,6 +127,7 @@ public final class Trainer {
             trainLoader.start(batches: (0..<plan.steps).map { Array(plan.samples(step: $0, rank: comm.rank, worldSize: world)) })
             let t0 = Date()
             var lossSum = 0.0, correct = 0, seen = 0, stepsThisEpoch = 0
+            var lr = schedule.rate(atStep: globalStep)
             var failures: [SampleFailure] = []
             for step in 0..<plan.steps {
                 if let m = o.maxSteps, globalStep >= m { stop = true; break }
@@ -142,9 +146,10 @@ public final class Trainer {
                     lossSum += r.lossSum; correct += r.correct; seen += batch.count
                 }
                 trainLoader.recycle(batch)
+                lr = schedule.rate(atStep: globalStep)
                 if globalCount > 0 {
                     try reducer.reduce(net.store.gradients)
-                    optimizer.step(net.store, lr: o.lr)
+                    optimizer.step(net.store, lr: lr)
                 }
                 globalStep += 1; stepsThisEpoch += 1
                 progress.update(epoch: epoch + 1, epochs: o.epochs, step: step + 1, steps: plan.steps,
@@ -162,7 +167,7 @@ public final class Trainer {
                 for i in 0..<net.store.stateCount { net.store.state[i] *= inv }
             }
             var line: [String: Any] = [
-                "epoch": epoch + 1, "steps": globalStep, "lr": Double(o.lr),
+                "epoch": epoch + 1, "steps": globalStep, "lr": Double(lr),
                 "train_loss": trainTotals[2] > 0 ? trainTotals[0] / trainTotals[2] : 0,
                 "train_acc": trainTotals[2] > 0 ? trainTotals[1] / trainTotals[2] : 0,
                 "images_per_sec": seconds > 0 ? trainTotals[2] / seconds : 0,
