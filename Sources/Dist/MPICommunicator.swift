@@ -1,4 +1,5 @@
 import CMPI
+import Foundation
 
 /// A communicator over MPI. Obtain the world one from `MPIRuntime.world`, others with `split`.
 /// Every MPI return code is checked (the handle has `MPI_ERRORS_RETURN`); a failure throws a
@@ -240,24 +241,28 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     }
 }
 
-/// Pending `MPI_Iallreduce` (one request per 2^31-element chunk).
+/// Pending `MPI_Iallreduce` (one request per 2^31-element chunk). `wait()` may be called from
+/// any thread (MPI_THREAD_MULTIPLE), and more than once.
 public final class MPICommRequest: CommRequest, @unchecked Sendable {
+    /// Filled by `iallreduce` before the request is handed out; afterwards only under `lock`.
     var requests: [MPI_Request?] = []
+    private let lock = NSLock()
     private let worldRank: Int
 
     init(worldRank: Int) { self.worldRank = worldRank }
 
     public func wait() throws {
-        for i in requests.indices {
-            var req = requests[i]
+        lock.lock()
+        defer { lock.unlock() }
+        while let first = requests.first {
+            var req = first
             let rc = MPI_Wait(&req, shim_MPI_STATUS_IGNORE())
-            requests[i] = shim_MPI_REQUEST_NULL()
+            requests.removeFirst()
             if rc != MPI_SUCCESS {
                 throw DistError(rank: worldRank, operation: "MPI_Wait", code: Int(rc),
                                 message: MPIRuntime.errorString(rc))
             }
         }
-        requests.removeAll()
     }
 
     deinit {
