@@ -2,26 +2,36 @@
 #define DISTRAINER_CMPI_H
 #include <mpi.h>
 
-/* OpenMPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, …) are macros over the addresses of
-   global structs, which Swift cannot import: these accessors return them. */
-static inline MPI_Comm dt_comm_world(void) { return MPI_COMM_WORLD; }
-static inline MPI_Comm dt_comm_null(void) { return MPI_COMM_NULL; }
-static inline MPI_Datatype dt_float(void) { return MPI_FLOAT; }
-static inline MPI_Datatype dt_double(void) { return MPI_DOUBLE; }
-static inline MPI_Datatype dt_int32(void) { return MPI_INT32_T; }
-static inline MPI_Datatype dt_int64(void) { return MPI_INT64_T; }
-static inline MPI_Datatype dt_uint8(void) { return MPI_UINT8_T; }
-static inline MPI_Op dt_op_sum(void) { return MPI_SUM; }
-static inline MPI_Op dt_op_max(void) { return MPI_MAX; }
-static inline MPI_Op dt_op_min(void) { return MPI_MIN; }
-static inline void *dt_in_place(void) { return MPI_IN_PLACE; }
-static inline MPI_Errhandler dt_errors_return(void) { return MPI_ERRORS_RETURN; }
-static inline MPI_Request dt_request_null(void) { return MPI_REQUEST_NULL; }
-static inline MPI_Status *dt_status_ignore(void) { return MPI_STATUS_IGNORE; }
-static inline int dt_undefined(void) { return MPI_UNDEFINED; }
-static inline int dt_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
-static inline int dt_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
-static inline int dt_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
-static inline int dt_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
-static inline int dt_success(void) { return MPI_SUCCESS; }
+/* OpenMPI defines its predefined handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, ...) as macros
+   over addresses of global structs, which Swift cannot import. These accessors return them. */
+
+/* Communicators and requests */
+static inline MPI_Comm shim_MPI_COMM_WORLD(void) { return MPI_COMM_WORLD; }
+static inline MPI_Comm shim_MPI_COMM_NULL(void) { return MPI_COMM_NULL; }
+static inline MPI_Request shim_MPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
+static inline MPI_Status *shim_MPI_STATUS_IGNORE(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Errhandler shim_MPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN; }
+static inline void *shim_MPI_IN_PLACE(void) { return MPI_IN_PLACE; }
+
+/* Datatypes */
+static inline MPI_Datatype shim_MPI_FLOAT(void) { return MPI_FLOAT; }
+static inline MPI_Datatype shim_MPI_DOUBLE(void) { return MPI_DOUBLE; }
+static inline MPI_Datatype shim_MPI_INT32_T(void) { return MPI_INT32_T; }
+static inline MPI_Datatype shim_MPI_INT64_T(void) { return MPI_INT64_T; }
+static inline MPI_Datatype shim_MPI_UINT8_T(void) { return MPI_UINT8_T; }
+static inline MPI_Datatype shim_MPI_BYTE(void) { return MPI_BYTE; }
+
+/* Reduction operations */
+static inline MPI_Op shim_MPI_SUM(void) { return MPI_SUM; }
+static inline MPI_Op shim_MPI_MAX(void) { return MPI_MAX; }
+static inline MPI_Op shim_MPI_MIN(void) { return MPI_MIN; }
+
+/* Integer constants (plain #defines import, but keep them next to the rest for clarity) */
+static inline int shim_MPI_SUCCESS(void) { return MPI_SUCCESS; }
+static inline int shim_MPI_UNDEFINED(void) { return MPI_UNDEFINED; }
+static inline int shim_MPI_MAX_PROCESSOR_NAME(void) { return MPI_MAX_PROCESSOR_NAME; }
+static inline int shim_MPI_MAX_ERROR_STRING(void) { return MPI_MAX_ERROR_STRING; }
+static inline int shim_MPI_THREAD_FUNNELED(void) { return MPI_THREAD_FUNNELED; }
+static inline int shim_MPI_THREAD_MULTIPLE(void) { return MPI_THREAD_MULTIPLE; }
+
 #endif

@@ -1,77 +1,85 @@
-/// Reduction operators for allreduce.
-public enum ReduceOp: Sendable { case sum, max, min }
+/// The collective operations the trainer needs, over MPI (`MPICommunicator`) or over a single
+/// process with no MPI at all (`LocalCommunicator`).
 
-/// Element types a communicator can reduce and move: Float, Double, Int32, Int64, UInt8.
-public protocol MPIScalar { static var dataType: ScalarType { get } }
-public enum ScalarType: Sendable { case float, double, int32, int64, uint8 }
-extension Float: MPIScalar { public static var dataType: ScalarType { .float } }
-extension Double: MPIScalar { public static var dataType: ScalarType { .double } }
-extension Int32: MPIScalar { public static var dataType: ScalarType { .int32 } }
-extension Int64: MPIScalar { public static var dataType: ScalarType { .int64 } }
-extension UInt8: MPIScalar { public static var dataType: ScalarType { .uint8 } }
+/// Element-wise reduction for `allreduce`.
+public enum ReduceOp: Sendable, CaseIterable {
+    case sum, max, min
+}
 
-/// A pending non-blocking collective.
-public protocol CommRequest: AnyObject { func wait() throws }
+/// The element types MPI can move and reduce here, named without exposing MPI types.
+public enum MPIScalarKind: Sendable {
+    case float, double, int32, int64, uint8
+}
 
-/// A group of ranks that run the same collectives in the same order.
-///
-/// `MPICommunicator` is the real one (world, or a sub-communicator from `split`);
-/// `LocalCommunicator` is a single rank without MPI, where every collective is the identity.
-/// Nothing outside `Dist` calls MPI: the trainer, evaluation and CV code see only this protocol.
-///
-///     try MPIRuntime.start()
-///     let comm = MPIRuntime.world
-///     try comm.allreduce(gradients, op: .sum)
+/// Scalar types MPI can reduce: `Float`, `Double`, `Int32`, `Int64`, `UInt8` (for bytes).
+public protocol MPIScalar: Sendable {
+    /// Which MPI datatype carries this type.
+    static var mpiScalarKind: MPIScalarKind { get }
+}
+
+extension Float: MPIScalar { public static var mpiScalarKind: MPIScalarKind { .float } }
+extension Double: MPIScalar { public static var mpiScalarKind: MPIScalarKind { .double } }
+extension Int32: MPIScalar { public static var mpiScalarKind: MPIScalarKind { .int32 } }
+extension Int64: MPIScalar { public static var mpiScalarKind: MPIScalarKind { .int64 } }
+extension UInt8: MPIScalar { public static var mpiScalarKind: MPIScalarKind { .uint8 } }
+
+/// A group of processes that run collectives together. Every collective must be called by
+/// every member, in the same order, with matching arguments (as in MPI).
 public protocol Communicator: AnyObject {
     var rank: Int { get }
     var size: Int { get }
-    /// In-place allreduce.
+    /// `rank == 0`.
+    var isRoot: Bool { get }
+    /// Element-wise reduction across all ranks, in place: every rank ends with the result.
     func allreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws
-    /// Non-blocking in-place allreduce; `buffer` must stay valid until `wait()`.
+    /// Element-wise reduction across all ranks of `values` (same count on every rank).
+    func allreduce<T: MPIScalar>(_ values: [T], op: ReduceOp) throws -> [T]
+    /// Non-blocking in-place allreduce (MPI_Iallreduce); the buffer must stay valid (and
+    /// untouched) until `wait()` returns.
     func iallreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws -> CommRequest
+    /// Root's bytes are copied into `buffer` on every rank (same length on every rank).
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
-    /// Root's bytes on every rank (the length is broadcast first).
+    /// Variable-length: root's bytes are returned on every rank (length broadcast first);
+    /// the argument is ignored on the other ranks.
     func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8]
-    /// Each rank gives the same number of values; root gets them per rank, others nil.
+    /// Each rank contributes `values` (same count on every rank); root gets [rank][values],
+    /// the others nil.
     func gather<T: MPIScalar>(_ values: [T], root: Int) throws -> [[T]]?
-    /// Variable-length byte strings gathered to root (others get nil).
+    /// Variable-length bytes gathered to root (lengths first, then MPI_Gatherv); others get nil.
     func gather(bytes: [UInt8], root: Int) throws -> [[UInt8]]?
     func barrier() throws
-    /// Splits into sub-communicators by `color`, ranked by `key` (MPI_Comm_split).
+    /// MPI_Comm_split: ranks with the same `color` (>= 0) form a new communicator, ordered by
+    /// `key` (ties by old rank). `LocalCommunicator` returns a new `LocalCommunicator`.
     func split(color: Int, key: Int) throws -> Communicator
 }
 
-public extension Communicator {
-    var isRoot: Bool { rank == 0 }
-
-    func allreduce<T: MPIScalar>(_ values: [T], op: ReduceOp) throws -> [T] {
-        var v = values
-        try v.withUnsafeMutableBufferPointer { try allreduce($0, op: op) }
-        return v
-    }
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
 }
 
-/// Errors from a collective, naming the rank and the MPI operation.
-public struct DistError: Error, CustomStringConvertible {
+/// A pending non-blocking collective.
+public protocol CommRequest: AnyObject {
+    /// Blocks until the operation completes. Calling it again after completion returns at once.
+    func wait() throws
+}
+
+/// A failed collective, naming the (world) rank, the MPI operation, its error code and
+/// MPI's own message for it.
+public struct DistError: Error, CustomStringConvertible, Sendable {
     public var rank: Int
+    /// E.g. "MPI_Allreduce".
     public var operation: String
-    public var code: Int32
+    public var code: Int
     public var message: String
-    public var description: String { "rank \(rank): \(operation) failed (code \(code)): \(message)" }
-}
 
-/// One process, no MPI: every collective is the identity.
-public final class LocalCommunicator: Communicator {
-    public init() {}
-    public var rank: Int { 0 }
-    public var size: Int { 1 }
-    public func allreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {}
-    public func iallreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws -> CommRequest { DoneRequest() }
-    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
-    public func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8] { bytes }
-    public func gather<T: MPIScalar>(_ values: [T], root: Int) throws -> [[T]]? { [values] }
-    public func gather(bytes: [UInt8], root: Int) throws -> [[UInt8]]? { [bytes] }
-    public func barrier() throws {}
-    public func split(color: Int, key: Int) throws -> Communicator { LocalCommunicator() }
-    final class DoneRequest: CommRequest { func wait() throws {} }
+    public init(rank: Int, operation: String, code: Int, message: String) {
+        self.rank = rank
+        self.operation = operation
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String {
+        "rank \(rank): \(operation) failed (code \(code)): \(message)"
+    }
 }

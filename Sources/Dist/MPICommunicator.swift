@@ -1,212 +1,272 @@
 import CMPI
 import Foundation
 
-/// Process-wide MPI state: initialisation, the world communicator, finalisation.
-public enum MPIRuntime {
-    nonisolated(unsafe) private static var worldComm: MPICommunicator?
-    nonisolated(unsafe) private static var finished = false
-
-    /// Initialises MPI once (MPI_Init_thread, asking for MPI_THREAD_MULTIPLE and requiring at
-    /// least MPI_THREAD_FUNNELED) and makes every error on the world communicator return a code
-    /// instead of aborting, so each call's result is checked. Works under mpirun and as a
-    /// singleton (a plain `distrainer …`).
-    public static func start() throws {
-        if worldComm != nil { return }
-        var initialized: Int32 = 0
-        MPI_Initialized(&initialized)
-        if initialized == 0 {
-            var provided: Int32 = 0
-            let rc = MPI_Init_thread(nil, nil, dt_thread_multiple(), &provided)
-            guard rc == dt_success() else { throw DistError(rank: -1, operation: "MPI_Init_thread", code: rc, message: errorString(rc)) }
-            guard provided >= dt_thread_funneled() else {
-                throw DistError(rank: -1, operation: "MPI_Init_thread", code: provided,
-                                message: "the MPI library grants thread level \(provided), below MPI_THREAD_FUNNELED")
-            }
-        }
-        let world = dt_comm_world()!
-        MPI_Comm_set_errhandler(world, dt_errors_return()!)
-        worldComm = try MPICommunicator(handle: world, owned: false)
-    }
-
-    /// The world communicator (`start()` first).
-    public static var world: MPICommunicator {
-        guard let w = worldComm else { fatalError("MPIRuntime.start() was not called") }
-        return w
-    }
-
-    /// MPI_Finalize, once.
-    public static func finish() {
-        guard worldComm != nil, !finished else { return }
-        finished = true
-        MPI_Finalize()
-    }
-
-    /// Stops every rank of the job (MPI_Abort on the world), so one failing rank never leaves
-    /// the others waiting in a collective.
-    public static func abort(code: Int32) -> Never {
-        MPI_Abort(dt_comm_world(), code)
-        exit(code)
-    }
-
-    /// This host's name as MPI reports it.
-    public static var processorName: String {
-        var buf = [CChar](repeating: 0, count: Int(dt_max_processor_name()) + 1)
-        var len: Int32 = 0
-        MPI_Get_processor_name(&buf, &len)
-        return String(cString: buf)
-    }
-
-    /// Rank among the ranks on this host, and their number (from the launcher's environment).
-    public static var localRank: Int { Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_RANK"] ?? "") ?? 0 }
-    public static var localSize: Int { Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? 1 }
-
-    static func errorString(_ code: Int32) -> String {
-        var buf = [CChar](repeating: 0, count: Int(dt_max_error_string()) + 1)
-        var len: Int32 = 0
-        guard MPI_Error_string(code, &buf, &len) == dt_success() else { return "unknown MPI error" }
-        return String(cString: buf)
-    }
-}
-
-/// A communicator over MPI: the world, or a group made by `split`.
-public final class MPICommunicator: Communicator {
-    let handle: MPI_Comm
-    let owned: Bool
+/// A communicator over MPI. Obtain the world one from `MPIRuntime.world`, others with `split`.
+/// Every MPI return code is checked (the handle has `MPI_ERRORS_RETURN`); a failure throws a
+/// `DistError` naming this process's world rank and the MPI operation.
+public final class MPICommunicator: Communicator, @unchecked Sendable {
     public let rank: Int
     public let size: Int
+    /// The MPI handle.
+    let comm: MPI_Comm
+    /// World rank, for error messages.
+    let worldRank: Int
+    /// Whether this object frees the handle (true for communicators made by `split`).
+    private let owned: Bool
 
-    init(handle: MPI_Comm, owned: Bool) throws {
-        self.handle = handle
+    init(comm: MPI_Comm, owned: Bool, worldRank: Int) throws {
+        self.comm = comm
         self.owned = owned
+        self.worldRank = worldRank
         var r: Int32 = 0, s: Int32 = 0
-        try Self.check(MPI_Comm_rank(handle, &r), rank: -1, "MPI_Comm_rank")
-        try Self.check(MPI_Comm_size(handle, &s), rank: Int(r), "MPI_Comm_size")
-        rank = Int(r); size = Int(s)
+        var rc = MPI_Comm_rank(comm, &r)
+        if rc == MPI_SUCCESS { rc = MPI_Comm_size(comm, &s) }
+        if rc != MPI_SUCCESS {
+            if owned, MPIRuntime.mpiUsable() {
+                var c: MPI_Comm? = comm
+                _ = MPI_Comm_free(&c)
+            }
+            throw DistError(rank: worldRank, operation: "MPI_Comm_rank", code: Int(rc),
+                            message: MPIRuntime.errorString(rc))
+        }
+        rank = Int(r)
+        size = Int(s)
     }
 
     deinit {
-        if owned {
-            var h: MPI_Comm? = handle
-            MPI_Comm_free(&h)
+        if owned, MPIRuntime.mpiUsable() {
+            var c: MPI_Comm? = comm
+            _ = MPI_Comm_free(&c)
         }
     }
 
-    static func check(_ rc: Int32, rank: Int, _ op: String) throws {
-        if rc != dt_success() { throw DistError(rank: rank, operation: op, code: rc, message: MPIRuntime.errorString(rc)) }
-    }
-    private func check(_ rc: Int32, _ op: String) throws { try Self.check(rc, rank: rank, op) }
+    // MARK: Checking
 
-    static func datatype(_ t: ScalarType) -> MPI_Datatype {
-        switch t {
-        case .float: return dt_float()
-        case .double: return dt_double()
-        case .int32: return dt_int32()
-        case .int64: return dt_int64()
-        case .uint8: return dt_uint8()
-        }
+    @inline(__always)
+    private func check(_ rc: Int32, _ operation: StaticString) throws {
+        if rc != MPI_SUCCESS { throw failure(rc, "\(operation)") }
     }
 
-    static func mpiOp(_ op: ReduceOp) -> MPI_Op {
-        switch op {
-        case .sum: return dt_op_sum()
-        case .max: return dt_op_max()
-        case .min: return dt_op_min()
-        }
+    private func failure(_ rc: Int32, _ operation: String) -> DistError {
+        DistError(rank: worldRank, operation: operation, code: Int(rc), message: MPIRuntime.errorString(rc))
     }
+
+    private func argumentError(_ operation: String, _ message: String) -> DistError {
+        DistError(rank: worldRank, operation: operation, code: Int(MPI_ERR_ARG), message: message)
+    }
+
+    private func rootArgument(_ root: Int, _ operation: String) throws -> Int32 {
+        // Out-of-range roots are passed through (MPI reports MPI_ERR_ROOT) unless they do not fit.
+        guard let r = Int32(exactly: root) else {
+            throw DistError(rank: worldRank, operation: operation, code: Int(MPI_ERR_ROOT),
+                            message: "invalid root \(root)")
+        }
+        return r
+    }
+
+    /// MPI counts are C ints: split a long buffer into chunks that fit.
+    private static let maxChunk = Int(Int32.max)
+
+    // MARK: Collectives
 
     public func allreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws {
-        guard buffer.count > 0, size > 1 else { return }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        let dt = datatype(T.self), mop = mpiOp(op), inPlace = UnsafeRawPointer(shim_MPI_IN_PLACE())
         var offset = 0
-        // MPI counts are 32-bit: reduce very large buffers in pieces.
         while offset < buffer.count {
-            let n = min(buffer.count - offset, Int(Int32.max))
-            try check(MPI_Allreduce(dt_in_place(), buffer.baseAddress! + offset, Int32(n), Self.datatype(T.dataType),
-                                    Self.mpiOp(op), handle), "MPI_Allreduce")
+            let n = min(Self.maxChunk, buffer.count - offset)
+            try check(MPI_Allreduce(inPlace, base + offset, Int32(n), dt, mop, comm), "MPI_Allreduce")
             offset += n
         }
     }
 
-    public func iallreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws -> CommRequest {
-        precondition(buffer.count <= Int(Int32.max))
-        let request = MPIRequest(rank: rank)
-        try check(MPI_Iallreduce(dt_in_place(), buffer.baseAddress, Int32(buffer.count), Self.datatype(T.dataType),
-                                 Self.mpiOp(op), handle, &request.handle), "MPI_Iallreduce")
+    public func allreduce<T: MPIScalar>(_ values: [T], op: ReduceOp) throws -> [T] {
+        var out = values
+        try out.withUnsafeMutableBufferPointer { try allreduce($0, op: op) }
+        return out
+    }
+
+    public func iallreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>,
+                                         op: ReduceOp) throws -> CommRequest {
+        let request = MPICommRequest(worldRank: worldRank)
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return request }
+        let dt = datatype(T.self), mop = mpiOp(op), inPlace = UnsafeRawPointer(shim_MPI_IN_PLACE())
+        var offset = 0
+        while offset < buffer.count {
+            let n = min(Self.maxChunk, buffer.count - offset)
+            var req: MPI_Request? = shim_MPI_REQUEST_NULL()
+            let rc = MPI_Iallreduce(inPlace, base + offset, Int32(n), dt, mop, comm, &req)
+            if rc != MPI_SUCCESS {
+                try? request.wait()  // complete what was already started before reporting
+                throw failure(rc, "MPI_Iallreduce")
+            }
+            request.requests.append(req)
+            offset += n
+        }
         return request
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
-        guard buffer.count > 0, size > 1 else { return }
+        let r = try rootArgument(root, "MPI_Bcast")
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
         var offset = 0
         while offset < buffer.count {
-            let n = min(buffer.count - offset, Int(Int32.max))
-            try check(MPI_Bcast(buffer.baseAddress! + offset, Int32(n), dt_uint8(), Int32(root), handle), "MPI_Bcast")
+            let n = min(Self.maxChunk, buffer.count - offset)
+            try check(MPI_Bcast(base + offset, Int32(n), shim_MPI_BYTE(), r, comm), "MPI_Bcast")
             offset += n
         }
     }
 
     public func broadcast(bytes: [UInt8], root: Int) throws -> [UInt8] {
-        guard size > 1 else { return bytes }
-        var length = [Int64(bytes.count)]
-        try length.withUnsafeMutableBytes { try broadcast($0, root: root) }
-        var out = rank == root ? bytes : [UInt8](repeating: 0, count: Int(length[0]))
+        let r = try rootArgument(root, "MPI_Bcast")
+        var length = Int64(rank == root ? bytes.count : 0)
+        try check(MPI_Bcast(&length, 1, shim_MPI_INT64_T(), r, comm), "MPI_Bcast")
+        guard length >= 0, let count = Int(exactly: length) else {
+            throw argumentError("MPI_Bcast", "received invalid length \(length)")
+        }
+        var out = rank == root ? bytes : [UInt8](repeating: 0, count: count)
         try out.withUnsafeMutableBytes { try broadcast($0, root: root) }
         return out
     }
 
     public func gather<T: MPIScalar>(_ values: [T], root: Int) throws -> [[T]]? {
-        let n = values.count
-        var all = [T](repeating: values.first ?? (0 as! T), count: rank == root ? n * size : 0)
-        if n > 0 {
-            try values.withUnsafeBufferPointer { send in
-                try all.withUnsafeMutableBufferPointer { recv in
-                    try check(MPI_Gather(send.baseAddress, Int32(n), Self.datatype(T.dataType), recv.baseAddress, Int32(n),
-                                         Self.datatype(T.dataType), Int32(root), handle), "MPI_Gather")
-                }
-            }
-        } else {
-            try barrier()
+        let r = try rootArgument(root, "MPI_Gather")
+        let count = values.count
+        guard let n = Int32(exactly: count), Int32(exactly: count * size) != nil else {
+            throw argumentError("MPI_Gather", "\(count) values per rank is too many for one MPI_Gather")
         }
-        guard rank == root else { return nil }
-        return (0..<size).map { Array(all[($0 * n)..<(($0 + 1) * n)]) }
+        let dt = datatype(T.self)
+        // Empty arrays have no storage; MPI still needs valid (if unused) pointers.
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+        defer { scratch.deallocate() }
+        if rank == root {
+            let total = count * size
+            let recv = try [T](unsafeUninitializedCapacity: total) { rb, initialized in
+                try values.withUnsafeBufferPointer { send in
+                    try check(MPI_Gather(send.baseAddress.map(UnsafeRawPointer.init) ?? UnsafeRawPointer(scratch),
+                                         n, dt, rb.baseAddress.map(UnsafeMutableRawPointer.init) ?? scratch,
+                                         n, dt, r, comm), "MPI_Gather")
+                }
+                initialized = total
+            }
+            return (0..<size).map { Array(recv[($0 * count)..<(($0 + 1) * count)]) }
+        } else {
+            try values.withUnsafeBufferPointer { send in
+                try check(MPI_Gather(send.baseAddress.map(UnsafeRawPointer.init) ?? UnsafeRawPointer(scratch),
+                                     n, dt, nil, 0, dt, r, comm), "MPI_Gather")
+            }
+            return nil
+        }
     }
 
     public func gather(bytes: [UInt8], root: Int) throws -> [[UInt8]]? {
-        let lengths = try gather([Int32(bytes.count)], root: root)?.map { Int($0[0]) }
-        var counts = lengths?.map(Int32.init) ?? []
-        var displs = [Int32](), total = 0
-        for c in counts { displs.append(Int32(total)); total += Int(c) }
-        var all = [UInt8](repeating: 0, count: max(total, 1))
-        try bytes.withUnsafeBufferPointer { send in
-            try all.withUnsafeMutableBufferPointer { recv in
-                try counts.withUnsafeMutableBufferPointer { cnt in
-                    try displs.withUnsafeMutableBufferPointer { dsp in
-                        try check(MPI_Gatherv(send.baseAddress, Int32(bytes.count), dt_uint8(), recv.baseAddress,
-                                              cnt.baseAddress, dsp.baseAddress, dt_uint8(), Int32(root), handle), "MPI_Gatherv")
+        let r = try rootArgument(root, "MPI_Gatherv")
+        // Every rank learns every length, so an oversized total fails on all ranks alike
+        // instead of leaving some of them waiting in MPI_Gatherv.
+        var lengths = [Int32](repeating: 0, count: size)
+        var mine = Int32(clamping: bytes.count)
+        try check(MPI_Allgather(&mine, 1, shim_MPI_INT32_T(), &lengths, 1, shim_MPI_INT32_T(), comm),
+                  "MPI_Allgather")
+        let total = lengths.reduce(0) { $0 + Int($1) }
+        guard bytes.count <= Int(Int32.max), total <= Int(Int32.max) else {
+            throw argumentError("MPI_Gatherv", "gathering \(total) bytes exceeds the 2 GiB limit of one MPI_Gatherv")
+        }
+        var displacements = [Int32](repeating: 0, count: size)
+        for i in 1..<max(size, 1) { displacements[i] = displacements[i - 1] + lengths[i - 1] }
+        var dummy: UInt8 = 0
+        if rank == root {
+            var recv = [UInt8](repeating: 0, count: max(total, 1))
+            try bytes.withUnsafeBufferPointer { send in
+                try recv.withUnsafeMutableBufferPointer { rb in
+                    try withUnsafePointer(to: &dummy) { d in
+                        try check(MPI_Gatherv(send.baseAddress ?? d, mine, shim_MPI_BYTE(),
+                                              rb.baseAddress, lengths, displacements, shim_MPI_BYTE(),
+                                              r, comm), "MPI_Gatherv")
                     }
                 }
             }
+            return (0..<size).map {
+                let start = Int(displacements[$0])
+                return Array(recv[start..<(start + Int(lengths[$0]))])
+            }
+        } else {
+            try bytes.withUnsafeBufferPointer { send in
+                try withUnsafePointer(to: &dummy) { d in
+                    try check(MPI_Gatherv(send.baseAddress ?? d, mine, shim_MPI_BYTE(),
+                                          nil, nil, nil, shim_MPI_BYTE(), r, comm), "MPI_Gatherv")
+                }
+            }
+            return nil
         }
-        guard let lengths else { return nil }
-        return lengths.indices.map { Array(all[Int(displs[$0])..<(Int(displs[$0]) + lengths[$0])]) }
     }
 
-    public func barrier() throws { try check(MPI_Barrier(handle), "MPI_Barrier") }
+    public func barrier() throws {
+        try check(MPI_Barrier(comm), "MPI_Barrier")
+    }
 
     public func split(color: Int, key: Int) throws -> Communicator {
-        var sub: MPI_Comm? = dt_comm_null()
-        try check(MPI_Comm_split(handle, Int32(color), Int32(key), &sub), "MPI_Comm_split")
-        guard let sub else { throw DistError(rank: rank, operation: "MPI_Comm_split", code: -1, message: "no communicator returned") }
-        MPI_Comm_set_errhandler(sub, dt_errors_return()!)
-        return try MPICommunicator(handle: sub, owned: true)
+        guard let c = Int32(exactly: color), let k = Int32(exactly: key) else {
+            throw argumentError("MPI_Comm_split", "color \(color) / key \(key) out of range")
+        }
+        var newComm: MPI_Comm? = shim_MPI_COMM_NULL()
+        try check(MPI_Comm_split(comm, c, k, &newComm), "MPI_Comm_split")
+        guard let handle = newComm, handle != shim_MPI_COMM_NULL() else {
+            throw argumentError("MPI_Comm_split",
+                                "color \(color) is MPI_UNDEFINED: this rank belongs to no new communicator")
+        }
+        let result = try MPICommunicator(comm: handle, owned: true, worldRank: worldRank)
+        // New communicators inherit the error handler; set it anyway so checking never depends on it.
+        try check(MPI_Comm_set_errhandler(handle, shim_MPI_ERRORS_RETURN()), "MPI_Comm_set_errhandler")
+        return result
+    }
+
+    // MARK: Mapping
+
+    private func datatype<T: MPIScalar>(_: T.Type) -> MPI_Datatype {
+        switch T.mpiScalarKind {
+        case .float: return shim_MPI_FLOAT()
+        case .double: return shim_MPI_DOUBLE()
+        case .int32: return shim_MPI_INT32_T()
+        case .int64: return shim_MPI_INT64_T()
+        case .uint8: return shim_MPI_UINT8_T()
+        }
+    }
+
+    private func mpiOp(_ op: ReduceOp) -> MPI_Op {
+        switch op {
+        case .sum: return shim_MPI_SUM()
+        case .max: return shim_MPI_MAX()
+        case .min: return shim_MPI_MIN()
+        }
     }
 }
 
-/// A pending MPI request.
-final class MPIRequest: CommRequest {
-    var handle: MPI_Request? = dt_request_null()
-    let rank: Int
-    init(rank: Int) { self.rank = rank }
-    func wait() throws {
-        try MPICommunicator.check(MPI_Wait(&handle, dt_status_ignore()), rank: rank, "MPI_Wait")
+/// Pending `MPI_Iallreduce` (one request per 2^31-element chunk). `wait()` may be called from
+/// any thread (MPI_THREAD_MULTIPLE), and more than once.
+public final class MPICommRequest: CommRequest, @unchecked Sendable {
+    /// Filled by `iallreduce` before the request is handed out; afterwards only under `lock`.
+    var requests: [MPI_Request?] = []
+    private let lock = NSLock()
+    private let worldRank: Int
+
+    init(worldRank: Int) { self.worldRank = worldRank }
+
+    public func wait() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        while let first = requests.first {
+            var req = first
+            let rc = MPI_Wait(&req, shim_MPI_STATUS_IGNORE())
+            requests.removeFirst()
+            if rc != MPI_SUCCESS {
+                throw DistError(rank: worldRank, operation: "MPI_Wait", code: Int(rc),
+                                message: MPIRuntime.errorString(rc))
+            }
+        }
+    }
+
+    deinit {
+        // Never leave MPI writing into a buffer the caller may free next: complete it here.
+        if !requests.isEmpty, MPIRuntime.mpiUsable() { try? wait() }
     }
 }
