@@ -38,28 +38,9 @@ struct DoctorCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            try MPIRuntime.start()
-        } catch {
-            FileHandle.standardError.write(Data("distrainer doctor: cannot start MPI: \(error)\n".utf8))
-            throw ExitCode(2)
+        try MPISession.run { world in
+            if try !diagnose(world) { throw ExitCode(1) }
         }
-        let world = MPIRuntime.world
-        let allOK: Bool
-        do {
-            allOK = try diagnose(world)
-        } catch {
-            // One rank failing inside a collective must not leave the others hanging.
-            FileHandle.standardError.write(Data("distrainer doctor: \(error)\n".utf8))
-            MPIRuntime.abort(code: 3)
-        }
-        do {
-            try MPIRuntime.finish()
-        } catch {
-            FileHandle.standardError.write(Data("distrainer doctor: \(error)\n".utf8))
-            throw ExitCode(3)
-        }
-        if !allOK { throw ExitCode(1) }
     }
 
     // MARK: - The diagnosis
@@ -133,7 +114,7 @@ struct DoctorCommand: ParsableCommand {
     }
 
     /// Runs everything on every rank; returns whether all checks passed on all ranks.
-    func diagnose(_ world: MPICommunicator) throws -> Bool {
+    func diagnose(_ world: Communicator) throws -> Bool {
         let env = ProcessInfo.processInfo.environment
         let me = HostInfo(rank: world.rank, size: world.size, host: MPIRuntime.processorName,
                           localRank: MPIRuntime.localRank, localSize: MPIRuntime.localSize,

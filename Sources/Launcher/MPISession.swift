@@ -5,20 +5,28 @@ import Foundation
 /// Starts MPI (under mpirun, or as a singleton), runs `body` with the world communicator and
 /// finalises. An error on any rank is printed with the rank and the job is stopped cleanly: a
 /// single process exits 1; a multi-rank job is aborted (MPI_Abort) so no rank waits forever.
+/// A body that throws `ExitCode` has reported for itself (every rank agreed on the outcome):
+/// MPI is finalised normally and the code returned.
 enum MPISession {
     static func run(_ body: (Communicator) throws -> Void) throws {
-        try MPIRuntime.start()
+        do { try MPIRuntime.start() } catch {
+            FileHandle.standardError.write(Data("distrainer: cannot start MPI: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
         let comm = MPIRuntime.world
         do {
             try body(comm)
+        } catch let code as ExitCode {
+            try MPIRuntime.finish()
+            throw code
         } catch {
             let message = comm.size > 1 ? "distrainer: rank \(comm.rank): error: \(error)\n" : "distrainer: error: \(error)\n"
             FileHandle.standardError.write(Data(message.utf8))
             if comm.size > 1 { MPIRuntime.abort(code: 1) }
-            MPIRuntime.finish()
+            try? MPIRuntime.finish()
             throw ExitCode(1)
         }
-        MPIRuntime.finish()
+        try MPIRuntime.finish()
     }
 }
 
