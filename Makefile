@@ -56,7 +56,8 @@ demo: demo-deps release
 	    --classes fashion-mnist --out $(DATA) --name test; fi && \
 	mpirun -n $(RANKS) --oversubscribe -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS $$bin train \
 	  --train $(DATA)/train.jsonl --val $(DATA)/test.jsonl --model refcnn --image-size 28 --channels 1 \
-	  --mean 0.286 --std 0.353 --epochs $(EPOCHS) --batch-size 128 --lr 0.05 --seed 1 --out $(RUN) --quiet && \
+	  --mean 0.286 --std 0.353 --epochs $(EPOCHS) --batch-size 128 --lr 0.05 --lr-schedule cosine \
+	  --weight-decay 5e-4 --seed 1 --out $(RUN) --quiet && \
 	echo "(val_acc above is the accuracy on the 10,000 Fashion-MNIST test images; history: $(RUN)/history.jsonl)"
 
 bench: release
