@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found with pkg-config)
@@ -39,7 +40,9 @@ let package = Package(
         /// Tensors, layers, losses, optimizers, checkpoints.
         .target(name: "Model", dependencies: ["COpenBLAS", "Support"], swiftSettings: cpuFlags),
         /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.
-        .target(name: "Shards", dependencies: ["CPNG", "CZlib", "Support"], swiftSettings: cpuFlags),
+        .target(name: "Shards", dependencies: ["CPNG", "CZlib", "Support",
+                                               .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: cpuFlags),
         /// The data-parallel training loop, evaluation and benchmark, built on the above.
         .target(name: "Training", dependencies: ["Dist", "Model", "Shards", "Support"],
                 swiftSettings: cpuFlags),
