@@ -34,12 +34,14 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Weight decay (weights only, not biases or BatchNorm).") var weightDecay: Float = 0
     @Flag(help: "Nesterov momentum.") var nesterov = false
     @Option(help: "Seed for initialisation and data order.") var seed: UInt64 = 1
+    @Option(help: "Virtual shards of the data order (default: the largest multiple of the rank count ≤ min(batch, 64)); the world size must divide it. A resumed run keeps its own.") var virtualShards: Int?
+    @Option(help: "Also write last.ckpt every N optimizer steps (0: at the end of each epoch only).") var checkpointEvery = 0
     @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
     @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
     @Option(help: "Batches prepared ahead.") var prefetch = 3
     @Flag(help: "Skip (and report) unreadable images and bad manifest lines instead of stopping.") var skipBadRecords = false
-    @Flag(help: "Resume from RUN_DIR/last.ckpt (at the end of its epoch).") var resume = false
+    @Flag(help: "Resume from RUN_DIR/last.ckpt, at the exact step it was written (any world size dividing its virtual shards).") var resume = false
     @Flag(help: "No progress line.") var quiet = false
 
     func run() throws {
@@ -67,6 +69,8 @@ struct TrainCommand: ParsableCommand {
             o.weightDecay = weightDecay
             o.nesterov = nesterov
             o.seed = seed
+            o.virtualShards = virtualShards
+            o.checkpointEvery = checkpointEvery
             o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
             o.threads = threads ?? defaultThreads()
             o.loaderThreads = loaderThreads

@@ -21,6 +21,23 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
     public var std: [Float]
     /// The resolved training options (for the record and for resume).
     public var options: [String: String]
+    /// Where the data order stood: with `step` this is the whole resume state of the sampler.
+    public var sampler: SamplerState?
+    /// SHA-256 of the normalised training manifest the run trained on.
+    public var manifestFingerprint: String?
+    /// Sums over the current epoch's steps so far (train loss, correct, seen), when written mid-epoch.
+    public var epochProgress: [Double]?
+
+    /// The data order of a run: every rank rebuilds it from these numbers.
+    public struct SamplerState: Codable, Equatable, Sendable {
+        public var seed: UInt64
+        public var virtualShards: Int
+        public var globalBatch: Int
+        public var sampleCount: Int
+        public init(seed: UInt64, virtualShards: Int, globalBatch: Int, sampleCount: Int) {
+            self.seed = seed; self.virtualShards = virtualShards; self.globalBatch = globalBatch; self.sampleCount = sampleCount
+        }
+    }
 
     public struct TensorEntry: Codable, Equatable, Sendable {
         public var name: String

@@ -3,8 +3,8 @@ import Support
 /// Inverted dropout: in `.train` mode each element is zeroed with probability p and the rest
 /// scaled by 1/(1 − p); identity in `.eval` mode.
 ///
-/// The mask of a sample is drawn from (seed, step, global sample index, layer salt), so it is the
-/// same however the global batch is split across ranks.
+/// The mask of a sample is drawn from (seed, step, sample id, layer salt), so it is the same
+/// however the global batch is split across ranks.
 public final class Dropout: Layer {
     public let kind = "dropout"
     public let p: Float
@@ -35,7 +35,7 @@ public final class Dropout: Layer {
         guard mode == .train, p > 0 else { y.update(from: x, count: batch * count); return }
         let keep = 1 / (1 - p)
         for n in 0..<batch {
-            let global = UInt64(context.sampleOffset + n)
+            let global = UInt64(context.sampleIDs.map { $0[n] } ?? n)
             var rng = RandomSource(seed: context.seed ^ (salt &* 0xD6E8_FEB8_6659_FD93),
                                    stream: (UInt64(context.step) << 32) ^ global)
             let m = mask! + n * count

@@ -2,14 +2,14 @@
 public enum Mode: Sendable { case train, eval }
 
 /// Where a forward pass sits in training, for layers whose randomness must not depend on how the
-/// global batch was split across ranks (dropout draws per global sample index).
-public struct StepContext: Sendable {
+/// global batch was split across ranks: dropout draws its mask from (seed, step, sample id).
+public struct StepContext {
     public var seed: UInt64
     public var step: Int
-    /// Index of this rank's first sample within the global batch.
-    public var sampleOffset: Int
-    public init(seed: UInt64 = 0, step: Int = 0, sampleOffset: Int = 0) {
-        self.seed = seed; self.step = step; self.sampleOffset = sampleOffset
+    /// The dataset index of each sample in the batch (nil: positions 0..<batch are used).
+    public var sampleIDs: UnsafeBufferPointer<Int>?
+    public init(seed: UInt64 = 0, step: Int = 0, sampleIDs: UnsafeBufferPointer<Int>? = nil) {
+        self.seed = seed; self.step = step; self.sampleIDs = sampleIDs
     }
 }
 

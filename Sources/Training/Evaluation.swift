@@ -22,7 +22,7 @@ enum Evaluation {
     /// Runs `net` in eval mode over this rank's shard of `set` and reduces the counts.
     static func run(_ net: Network, loader: BatchLoader, setCount: Int, classes: Int, localBatch: Int,
                     comm: Communicator, scratch: UnsafeMutablePointer<Int32>) throws -> EvaluationResult {
-        let shard = EpochPlan.split(setCount, part: comm.rank, of: comm.size)
+        let shard = (comm.rank * setCount / comm.size)..<((comm.rank + 1) * setCount / comm.size)
         var batches: [[Int]] = []
         var i = shard.lowerBound
         while i < shard.upperBound {

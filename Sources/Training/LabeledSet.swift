@@ -12,6 +12,8 @@ public struct LabeledSet: Codable, Sendable {
     public var lines: [Int]
     /// Lines the manifest reader rejected (only with --skip-bad-records), with reasons.
     public var rejected: [String]
+    /// SHA-256 of the manifest's normalised records (stored with checkpoints).
+    public var fingerprint: String?
 
     public var count: Int { labels.count }
 

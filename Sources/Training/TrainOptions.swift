@@ -25,6 +25,11 @@ public struct TrainOptions: Codable, Sendable {
     public var weightDecay: Float = 0
     public var nesterov = false
     public var seed: UInt64 = 1
+    /// Virtual shards of the sampler (nil: a default from the batch and world size; a resumed
+    /// run keeps its checkpoint's value).
+    public var virtualShards: Int? = nil
+    /// Also write last.ckpt every this many optimizer steps (0: only at the end of each epoch).
+    public var checkpointEvery = 0
     /// Gradient allreduce bucket size in floats.
     public var bucketElements = 1 << 20
     public var threads = 1
@@ -52,6 +57,8 @@ public struct TrainOptions: Codable, Sendable {
         if let v = valManifest { r["val"] = v }
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
         if let m = maxSteps { r["max_steps"] = "\(m)" }
+        if let v = virtualShards { r["virtual_shards"] = "\(v)" }
+        if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
         return r
     }
 }

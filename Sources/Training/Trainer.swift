@@ -6,7 +6,6 @@ import Support
 
 /// What a finished training run reports.
 public struct TrainSummary: Sendable {
-    public var epochsRun: Int
     public var steps: Int
     public var bestMetricName: String
     public var bestMetric: Double
@@ -16,13 +15,19 @@ public struct TrainSummary: Sendable {
 
 /// Data-parallel training over a communicator (MPI ranks, or a single process).
 ///
-/// Every rank holds the whole model. Rank 0 initialises the parameters and broadcasts them;
-/// each optimizer step processes one GLOBAL batch (`batchSize`), split into contiguous rank
-/// slices by `EpochPlan`; each rank back-propagates its slice with the loss scaled by
-/// 1/(global batch), the gradient buffer is summed by a bucketed allreduce, and every rank
-/// applies the same update, so N ranks compute what 1 rank would on the same global batch
-/// (BatchNorm aside: it normalises over each rank's slice, as PyTorch DDP does).
-/// BatchNorm running statistics are averaged across ranks at the end of every epoch.
+/// Every rank holds the whole model. Rank 0 reads the manifests, initialises the parameters and
+/// broadcasts both. Each optimizer step processes one GLOBAL batch (`batchSize`) chosen by the
+/// `ShardedSampler`; each rank back-propagates the samples of that batch that live in its virtual
+/// shards, with the loss scaled by 1/(global batch), the gradient buffer is summed by a bucketed
+/// allreduce, and every rank applies the same update — so N ranks compute what 1 rank would on
+/// the same global batch (BatchNorm aside: it normalises over each rank's part of the batch, as
+/// PyTorch DDP does). BatchNorm running statistics are averaged across ranks at the end of every
+/// epoch and whenever a checkpoint is written.
+///
+/// The optimizer step count is the single source of truth for where the run is: epoch =
+/// step / steps-per-epoch. A run resumed from `last.ckpt` (written at each epoch end, every
+/// `checkpointEvery` steps, and when `maxSteps` stops the run) continues with exactly the samples
+/// it would have seen, on any world size that divides the virtual shard count.
 public final class Trainer {
     public let options: TrainOptions
     let comm: Communicator
@@ -33,6 +38,14 @@ public final class Trainer {
         self.options = options
         self.comm = communicator
         self.log = log
+    }
+
+    /// Per-epoch sums on one rank: loss, correct predictions, samples seen.
+    struct EpochTotals {
+        var lossSum = 0.0, correct = 0.0, seen = 0.0
+        var array: [Double] { [lossSum, correct, seen] }
+        init() {}
+        init(_ a: [Double]) { lossSum = a[0]; correct = a[1]; seen = a[2] }
     }
 
     public func run() throws -> TrainSummary {
@@ -56,6 +69,7 @@ public final class Trainer {
             return DatasetShipment(train: train, val: val, classes: classes.names)
         }
         let train = shipment.train!, val = shipment.val, classNames = shipment.classes!
+        let classes = classNames.count
         if isRoot, let runDir {
             try ClassList(names: classNames).save(to: runDir.file("classes.json"))
             try runDir.writeJSON(o.record, to: "options.json")
@@ -67,83 +81,109 @@ public final class Trainer {
             }
         }
 
-        // 2. The model, identical on every rank.
+        // 2. The model, identical on every rank; or the run's own last checkpoint.
         let spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize,
-                             classes: classNames.count, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
+                             classes: classes, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
         let net = try Architectures.build(spec)
         net.initializeParameters(seed: o.seed)
-        var startEpoch = 0, globalStep = 0
         var history: [[String: Any]] = []
-        var best = (metric: -Double.infinity, epoch: 0)
-        if o.resume {
-            var resumePoint = [Int64](repeating: 0, count: 2)
-            if isRoot, let runDir, FileManager.default.fileExists(atPath: runDir.file("last.ckpt")) {
-                let contents = try Checkpoint.load(path: runDir.file("last.ckpt"))
-                guard contents.header.classes == classNames else {
-                    throw TrainingError.invalidOption("\(runDir.file("last.ckpt")): its classes differ from \(o.trainManifest)'s")
-                }
-                try Checkpoint.apply(contents, to: net, path: runDir.file("last.ckpt"))
-                resumePoint = [Int64(contents.header.epoch), Int64(contents.header.step)]
-                history = runDir.readHistory().filter { ($0["epoch"] as? Int ?? 0) <= contents.header.epoch }
-                for h in history { if let m = h[metricName(val != nil)] as? Double, m > best.metric { best = (m, h["epoch"] as? Int ?? 0) } }
-                log("resuming \(o.outDir) after epoch \(contents.header.epoch) (step \(contents.header.step))")
+        // [global step, virtual shards, epoch loss sum, correct, seen] as the coordinator found them.
+        var resume: [Double] = [0, Double(o.virtualShards ?? ShardedSampler.defaultShards(globalBatch: o.batchSize, worldSize: world)), 0, 0, 0]
+        if o.resume, isRoot, let runDir, FileManager.default.fileExists(atPath: runDir.file("last.ckpt")) {
+            let path = runDir.file("last.ckpt")
+            let contents = try Checkpoint.load(path: path)
+            let h = contents.header
+            guard h.classes == classNames else { throw TrainingError.invalidOption("\(path): its classes differ from \(o.trainManifest)'s") }
+            guard let s = h.sampler, s.seed == o.seed, s.globalBatch == o.batchSize, s.sampleCount == train.count else {
+                throw TrainingError.invalidOption("\(path): was written with another seed, global batch or training set size; "
+                                                  + "resume with the run's original --seed and --batch-size")
             }
-            resumePoint = try broadcastInts(resumePoint)
-            startEpoch = Int(resumePoint[0]); globalStep = Int(resumePoint[1])
+            try Checkpoint.apply(contents, to: net, path: path)
+            resume = [Double(h.step), Double(s.virtualShards)] + (h.epochProgress ?? [0, 0, 0])
+            history = runDir.readHistory().filter { ($0["steps"] as? Int ?? 0) <= h.step }
+            log("resuming \(o.outDir) at step \(h.step) (epoch \(h.epoch)), virtual shards \(s.virtualShards)")
         }
-        try comm.broadcast(UnsafeMutableRawBufferPointer(net.store.parameterBuffer), root: 0)
-        try comm.broadcast(UnsafeMutableRawBufferPointer(net.store.optimizerStateBuffer), root: 0)
-        try comm.broadcast(UnsafeMutableRawBufferPointer(net.store.stateBuffer), root: 0)
+        resume = try broadcast(resume)
+        var globalStep = Int(resume[0])
+        for buffer in [net.store.parameterBuffer, net.store.optimizerStateBuffer, net.store.stateBuffer] {
+            try comm.broadcast(UnsafeMutableRawBufferPointer(buffer), root: 0)
+        }
+        let sampler = try ShardedSampler(sampleCount: train.count, globalBatch: o.batchSize, virtualShards: Int(resume[1]), seed: o.seed)
+        try sampler.validate(worldSize: world)
 
         // 3. Memory planned once: activations, loss gradient, loaders' slots.
-        let maxLocal = (o.batchSize + world - 1) / world
+        let shardsPerRank = sampler.virtualShards / world
+        let maxLocal = min(o.batchSize, (o.batchSize / sampler.virtualShards + 1) * shardsPerRank)
         let evalLocal = max(1, o.evalBatchSize / world)
         net.prepare(maxBatch: max(maxLocal, evalLocal))
-        let classes = classNames.count
         let dLogits = UnsafeMutablePointer<Float>.allocate(capacity: max(maxLocal, evalLocal) * classes)
         let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(maxLocal, evalLocal))
         defer { dLogits.deallocate(); predicted.deallocate() }
         let reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
         let optimizer = SGD(momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov)
-        let stepsPerEpoch = (train.count + o.batchSize - 1) / o.batchSize
-        let schedule = LearningRateSchedule(kind: o.schedule, baseLR: o.lr,
-                                            totalSteps: min(o.maxSteps ?? Int.max, stepsPerEpoch * o.epochs), floor: o.lrFloor)
+        let stepsPerEpoch = sampler.stepsPerEpoch
+        let totalSteps = min(o.maxSteps ?? Int.max, stepsPerEpoch * o.epochs)
+        // The schedule spans all epochs; --max-steps only stops early (so a stopped run resumes on schedule).
+        let schedule = LearningRateSchedule(kind: o.schedule, baseLR: o.lr, totalSteps: stepsPerEpoch * o.epochs, floor: o.lrFloor)
         let trainLoader = BatchLoader(source: ImageSampleSource(set: train, format: format), maxBatch: maxLocal,
                                       prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipBadRecords)
         let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format), maxBatch: evalLocal,
                                               prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipBadRecords) }
         defer { trainLoader.shutdown(); valLoader?.shutdown() }
         let progress = ProgressLine(enabled: isRoot && o.progress && isatty(STDERR_FILENO) == 1)
-
+        let metric = val != nil ? "val_acc" : "train_acc"
+        var best = (value: -Double.infinity, epoch: 0)
+        for h in history where h["partial"] == nil {
+            if let m = h[metric] as? Double, m > best.value { best = (m, h["epoch"] as? Int ?? 0) }
+        }
         if isRoot {
             log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(train.count) training images"
-                + (val.map { ", \($0.count) validation images" } ?? "") + ", \(classes) classes, global batch \(o.batchSize)")
+                + (val.map { ", \($0.count) validation images" } ?? "") + ", \(classes) classes, global batch \(o.batchSize), "
+                + "\(sampler.virtualShards) virtual shards")
         }
 
-        var epochsRun = 0, lastVal: Double?
-        var stop = false
-        for epoch in startEpoch..<o.epochs where !stop {
-            let plan = EpochPlan(sampleCount: train.count, globalBatch: o.batchSize, seed: o.seed, epoch: epoch)
-            trainLoader.start(batches: (0..<plan.steps).map { Array(plan.samples(step: $0, rank: comm.rank, worldSize: world)) })
+        /// rank 0 writes last.ckpt (and best.ckpt when `isBest`); all ranks first agree on the
+        /// BatchNorm statistics, since every rank resumes from rank 0's file.
+        func saveCheckpoint(epochsDone: Int, metrics: [String: Double], progress: [Double]?, isBest: Bool) throws {
+            try averageRunningStatistics(net)
+            guard isRoot, let runDir else { return }
+            var header = CheckpointHeader(model: spec, classes: classNames, network: net, epoch: epochsDone, step: globalStep,
+                                          metrics: metrics, mean: format.mean, std: format.std, options: o.record)
+            header.sampler = .init(seed: o.seed, virtualShards: sampler.virtualShards, globalBatch: o.batchSize, sampleCount: train.count)
+            header.manifestFingerprint = train.fingerprint
+            header.epochProgress = progress
+            try Checkpoint.save(net, header: header, to: runDir.file("last.ckpt"))
+            if isBest { try Checkpoint.save(net, header: header, to: runDir.file("best.ckpt")) }
+        }
+
+        var lastVal: Double?
+        var carried = EpochTotals(isRoot ? Array(resume[2...]) : [0, 0, 0])
+        while globalStep < totalSteps {
+            let epoch = globalStep / stepsPerEpoch
+            let firstStep = globalStep % stepsPerEpoch
+            let endStep = min(stepsPerEpoch, totalSteps - epoch * stepsPerEpoch)
+            let order = sampler.epoch(epoch)
+            trainLoader.start(batches: (firstStep..<endStep).map { order.samples(step: $0, rank: comm.rank, worldSize: world) })
             let t0 = Date()
-            var lossSum = 0.0, correct = 0, seen = 0, stepsThisEpoch = 0
+            var totals = carried
+            carried = EpochTotals()
             var lr = schedule.rate(atStep: globalStep)
             var failures: [SampleFailure] = []
-            for step in 0..<plan.steps {
-                if let m = o.maxSteps, globalStep >= m { stop = true; break }
+            for step in firstStep..<endStep {
                 guard let batch = try trainLoader.next() else { break }
                 failures += batch.failures
-                var globalCount = plan.batchSize(step: step)
+                var globalCount = order.batchSize(step: step)
                 if o.skipBadRecords { globalCount = Int(try comm.allreduce([Int64(batch.count)], op: .sum)[0]) }
                 net.store.zeroGradients()
                 if batch.count > 0 {
-                    let context = StepContext(seed: o.seed, step: globalStep,
-                                              sampleOffset: plan.rankSlice(step: step, rank: comm.rank, worldSize: world).lowerBound)
-                    let logits = net.forward(batch.inputs, batch: batch.count, mode: .train, context: context)
+                    let logits = batch.indices.withUnsafeBufferPointer { ids in
+                        net.forward(batch.inputs, batch: batch.count, mode: .train,
+                                    context: StepContext(seed: o.seed, step: globalStep, sampleIDs: ids))
+                    }
                     let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
                                                          gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
                     net.backward(batch.inputs, dLogits: dLogits, batch: batch.count, mode: .train)
-                    lossSum += r.lossSum; correct += r.correct; seen += batch.count
+                    totals.lossSum += r.lossSum; totals.correct += Double(r.correct); totals.seen += Double(batch.count)
                 }
                 trainLoader.recycle(batch)
                 lr = schedule.rate(atStep: globalStep)
@@ -151,30 +191,32 @@ public final class Trainer {
                     try reducer.reduce(net.store.gradients)
                     optimizer.step(net.store, lr: lr)
                 }
-                globalStep += 1; stepsThisEpoch += 1
-                progress.update(epoch: epoch + 1, epochs: o.epochs, step: step + 1, steps: plan.steps,
-                                images: (step + 1) * o.batchSize, seconds: Date().timeIntervalSince(t0),
-                                loss: seen > 0 ? lossSum / Double(seen) : 0)
+                globalStep += 1
+                progress.update(epoch: epoch + 1, epochs: o.epochs, step: step + 1, steps: stepsPerEpoch,
+                                done: step + 1 - firstStep, batch: o.batchSize, seconds: Date().timeIntervalSince(t0),
+                                loss: totals.seen > 0 ? totals.lossSum / totals.seen : 0)
+                if o.checkpointEvery > 0, globalStep % o.checkpointEvery == 0, step + 1 < stepsPerEpoch, globalStep < totalSteps {
+                    let sums = try comm.allreduce(totals.array, op: .sum)
+                    try saveCheckpoint(epochsDone: epoch, metrics: [:], progress: sums, isBest: false)
+                }
             }
-            let stall = trainLoader.waitSeconds
-            let trainTotals = try comm.allreduce([lossSum, Double(correct), Double(seen), Double(failures.count), stall], op: .sum)
-            let seconds = try comm.allreduce([Date().timeIntervalSince(t0)], op: .max)[0]
             progress.finish()
-            if world > 1 {
-                // BatchNorm running statistics: the mean over ranks.
-                try comm.allreduce(net.store.stateBuffer, op: .sum)
-                let inv = 1 / Float(world)
-                for i in 0..<net.store.stateCount { net.store.state[i] *= inv }
-            }
+            let complete = endStep == stepsPerEpoch
+            let sums = try comm.allreduce(totals.array + [Double(failures.count), trainLoader.waitSeconds], op: .sum)
+            let seconds = try comm.allreduce([Date().timeIntervalSince(t0)], op: .max)[0]
+            let epochTotals = EpochTotals(Array(sums[0..<3]))
+            let stepsRun = endStep - firstStep
             var line: [String: Any] = [
                 "epoch": epoch + 1, "steps": globalStep, "lr": Double(lr),
-                "train_loss": trainTotals[2] > 0 ? trainTotals[0] / trainTotals[2] : 0,
-                "train_acc": trainTotals[2] > 0 ? trainTotals[1] / trainTotals[2] : 0,
-                "images_per_sec": seconds > 0 ? trainTotals[2] / seconds : 0,
+                "train_loss": epochTotals.seen > 0 ? epochTotals.lossSum / epochTotals.seen : 0,
+                "train_acc": epochTotals.seen > 0 ? epochTotals.correct / epochTotals.seen : 0,
+                "images_per_sec": seconds > 0 ? Double(stepsRun) * Double(o.batchSize) / seconds : 0,
                 "seconds": seconds,
-                "data_stall": seconds > 0 ? trainTotals[4] / Double(world) / seconds : 0,
-                "skipped": Int(trainTotals[3]),
+                "data_stall": seconds > 0 ? sums[4] / Double(world) / seconds : 0,
+                "skipped": Int(sums[3]),
             ]
+            if !complete { line["partial"] = true }
+            try averageRunningStatistics(net)
             var valFailures: [SampleFailure] = []
             if let val, let valLoader {
                 let r = try Evaluation.run(net, loader: valLoader, setCount: val.count, classes: classes,
@@ -187,44 +229,38 @@ public final class Trainer {
                 valFailures = r.failures
             }
             try reportFailures(train: failures, trainSet: train, val: valFailures, valSet: val, epoch: epoch + 1, runDir: runDir)
-            epochsRun += 1
+            let value = line[metric] as? Double ?? 0
+            let improved = complete && value > best.value
+            if improved { best = (value, epoch + 1) }
+            try saveCheckpoint(epochsDone: complete ? epoch + 1 : epoch, metrics: line.compactMapValues { $0 as? Double },
+                               progress: complete ? nil : Array(sums[0..<3]), isBest: improved)
             if isRoot, let runDir {
                 history.append(line)
                 try runDir.writeHistory(history)
-                let metric = line[metricName(val != nil)] as? Double ?? 0
-                let header = CheckpointHeader(model: spec, classes: classNames, network: net, epoch: epoch + 1, step: globalStep,
-                                              metrics: line.compactMapValues { $0 as? Double }, mean: format.mean, std: format.std,
-                                              options: o.record)
-                try Checkpoint.save(net, header: header, to: runDir.file("last.ckpt"))
-                if metric > best.metric {
-                    best = (metric, epoch + 1)
-                    try Checkpoint.save(net, header: header, to: runDir.file("best.ckpt"))
-                }
-                log(String(format: "epoch %d/%d  train_loss %.4f  train_acc %.4f", epoch + 1, o.epochs,
+                log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", epoch + 1, o.epochs, complete ? "" : " (partial)",
                            line["train_loss"] as! Double, line["train_acc"] as! Double)
                     + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
                     + String(format: "  %.0f img/s  %.1fs", line["images_per_sec"] as! Double, seconds))
             }
         }
-        let name = metricName(val != nil)
-        let bestAll = try broadcastDoubles([best.metric, Double(best.epoch)])
-        if isRoot {
-            log(String(format: "best %@ %.4f at epoch %d (%@)", name, bestAll[0], Int(bestAll[1]),
-                       RunDirectory.join(o.outDir, "best.ckpt")))
+        let bestAll = try broadcast([best.value, Double(best.epoch)])
+        if isRoot && bestAll[1] > 0 {
+            log(String(format: "best %@ %.4f at epoch %d (%@)", metric, bestAll[0], Int(bestAll[1]),
+                       (o.outDir as NSString).appendingPathComponent("best.ckpt")))
         }
-        return TrainSummary(epochsRun: epochsRun, steps: globalStep, bestMetricName: name, bestMetric: bestAll[0],
+        return TrainSummary(steps: globalStep, bestMetricName: metric, bestMetric: bestAll[0],
                             bestEpoch: Int(bestAll[1]), finalValAccuracy: lastVal)
     }
 
-    private func metricName(_ hasVal: Bool) -> String { hasVal ? "val_acc" : "train_acc" }
-
-    private func broadcastInts(_ v: [Int64]) throws -> [Int64] {
-        var v = v
-        try v.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
-        return v
+    /// BatchNorm running statistics: the mean over ranks.
+    private func averageRunningStatistics(_ net: Network) throws {
+        guard comm.size > 1, net.store.stateCount > 0 else { return }
+        try comm.allreduce(net.store.stateBuffer, op: .sum)
+        let inv = 1 / Float(comm.size)
+        for i in 0..<net.store.stateCount { net.store.state[i] *= inv }
     }
 
-    private func broadcastDoubles(_ v: [Double]) throws -> [Double] {
+    private func broadcast(_ v: [Double]) throws -> [Double] {
         var v = v
         try v.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
         return v
@@ -250,21 +286,18 @@ func jsonLine(_ object: [String: Any]) -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
-extension RunDirectory {
-    static func join(_ a: String, _ b: String) -> String { (a as NSString).appendingPathComponent(b) }
-}
-
 /// The one-line progress display on rank 0 (only when stderr is a terminal).
 final class ProgressLine {
     let enabled: Bool
     private var last = Date.distantPast
     init(enabled: Bool) { self.enabled = enabled }
 
-    func update(epoch: Int, epochs: Int, step: Int, steps: Int, images: Int, seconds: Double, loss: Double) {
+    /// `done` steps (of `batch` images each) took `seconds`; `step` of `steps` is the position in the epoch.
+    func update(epoch: Int, epochs: Int, step: Int, steps: Int, done: Int, batch: Int, seconds: Double, loss: Double) {
         guard enabled, Date().timeIntervalSince(last) > 0.5 || step == steps else { return }
         last = Date()
-        let rate = seconds > 0 ? Double(images) / seconds : 0
-        let eta = rate > 0 ? Double(steps - step) * seconds / Double(step) : 0
+        let rate = seconds > 0 ? Double(done * batch) / seconds : 0
+        let eta = done > 0 ? Double(steps - step) * seconds / Double(done) : 0
         let text = String(format: "\repoch %d/%d  step %d/%d  %.0f img/s  loss %.4f  ETA %dm%02ds ", epoch, epochs, step, steps,
                           rate, loss, Int(eta) / 60, Int(eta) % 60)
         FileHandle.standardError.write(Data(text.utf8))

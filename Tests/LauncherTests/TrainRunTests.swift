@@ -107,6 +107,66 @@ import TestSupport
         #expect(a.state == b.state)
         #expect(try Fixtures.history(split).count == 3)
     }
+
+    /// Stopped mid-epoch on 2 ranks and resumed on 4: the data order continues exactly (same
+    /// virtual shards), so without BatchNorm the result equals an uninterrupted 2-rank run.
+    @Test func resumeMidEpochOnAnotherWorldSize() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 448, test: 10)   // 7 steps per epoch
+        let base = ["train", "--train", data.train, "--epochs", "3", "--batch-size", "64", "--no-batchnorm",
+                    "--lr-schedule", "cosine"] + common
+        let once = dir.appendingPathComponent("once"), split = dir.appendingPathComponent("split")
+        #expect(try TestSupport.mpirun(2, base + ["--out", once.path]).status == 0)
+        let stopped = try TestSupport.mpirun(2, base + ["--out", split.path, "--max-steps", "10"])
+        #expect(stopped.status == 0, "\(stopped.stderr)")
+        let mid = try Checkpoint.load(path: split.appendingPathComponent("last.ckpt").path)
+        #expect(mid.header.step == 10 && mid.header.epoch == 1 && mid.header.sampler?.virtualShards == 64)
+        #expect(mid.header.epochProgress?.count == 3)
+        let resumed = try TestSupport.mpirun(4, base + ["--out", split.path, "--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("resuming") && resumed.stdout.contains("at step 10"))
+        let a = try Checkpoint.load(path: once.appendingPathComponent("last.ckpt").path)
+        let b = try Checkpoint.load(path: split.appendingPathComponent("last.ckpt").path)
+        #expect(b.header.step == 21)
+        let maxDiff = zip(a.parameters, b.parameters).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(maxDiff < 1e-5, "resumed run differs by \(maxDiff)")
+        // The resumed epoch's training loss covers all its steps, not only those after the resume.
+        let h1 = try Fixtures.history(once), h2 = try Fixtures.history(split).filter { $0["partial"] == nil }
+        #expect(h2.count == 3)
+        for (x, y) in zip(h1, h2) {
+            #expect(abs((x["train_loss"] as? Double ?? 0) - (y["train_loss"] as? Double ?? 1)) < 1e-4)
+        }
+    }
+
+    /// A run killed (SIGKILL) after a periodic checkpoint resumes from it and ends exactly where
+    /// an uninterrupted run ends (one rank: bitwise).
+    @Test func killedRunResumesFromItsLastCheckpoint() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 640, test: 10)
+        let base = ["train", "--train", data.train, "--epochs", "4", "--batch-size", "32", "--checkpoint-every", "5"] + common
+        let once = dir.appendingPathComponent("once"), killed = dir.appendingPathComponent("killed")
+        #expect(try TestSupport.distrainer(base + ["--out", once.path]).status == 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.distrainerPath)
+        p.arguments = base + ["--out", killed.path]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let ckpt = killed.appendingPathComponent("last.ckpt").path
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && Date() < deadline && (try? Checkpoint.load(path: ckpt))?.header.step ?? 0 < 15 { usleep(5_000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let before = try Checkpoint.load(path: ckpt)   // never torn: written atomically
+        #expect(before.header.step >= 5)
+        let r = try TestSupport.distrainer(base + ["--out", killed.path, "--resume"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let a = try Checkpoint.load(path: once.appendingPathComponent("last.ckpt").path)
+        let b = try Checkpoint.load(path: ckpt)
+        #expect(b.header.step == 80)
+        #expect(a.parameters == b.parameters)
+        #expect(a.state == b.state)
+    }
 }
 
 @Suite(.serialized) struct BenchRunTests {

@@ -37,7 +37,7 @@ struct GradientCheck {
         let r = (0..<batch * outShape.count).map { _ in rng.nextGaussian() }
         var y = [Float](repeating: 0, count: batch * outShape.count)
         var dx = [Float](repeating: 0, count: batch * input.count)
-        let context = StepContext(seed: 7, step: 3, sampleOffset: 5)
+        let context = StepContext(seed: 7, step: 3)
         let savedState = Array(store.stateBuffer)
 
         func loss() -> Double {
