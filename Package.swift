@@ -29,6 +29,10 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16",
                        providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl",
+                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+                       providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
@@ -40,7 +44,7 @@ let package = Package(
         /// Tensors, layers, losses, optimizers, checkpoints.
         .target(name: "Model", dependencies: ["COpenBLAS", "Support"], swiftSettings: cpuFlags),
         /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.
-        .target(name: "Shards", dependencies: ["CPNG", "CZlib", "Support",
+        .target(name: "Shards", dependencies: ["CPNG", "CZlib", "CCurl", "CTurboJPEG", "Support",
                                                .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: cpuFlags),
         /// The data-parallel training loop, evaluation and benchmark, built on the above.
