@@ -8,13 +8,25 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train a classifier on a JSONL manifest (data-parallel under mpirun).",
         discussion: """
         Run as `mpirun -n N distrainer train …` for N data-parallel ranks, or directly for one.
-        --batch-size is the GLOBAL batch: each rank computes its slice and gradients are averaged
+        --batch-size is the GLOBAL batch: each rank computes its part and gradients are averaged
         by allreduce. Rank 0 writes RUN_DIR: history.jsonl, last.ckpt, best.ckpt, classes.json.
         """)
 
-    @Option(help: "Training manifest (JSONL: one {\"image\": path, \"label\": name} per line).") var train: String
+    @OptionGroup var training: TrainingOptionGroup
     @Option(help: "Validation manifest.") var val: String?
+
+    func run() throws {
+        try MPISession.run { comm in
+            _ = try Trainer(options: try training.options(valManifest: val), communicator: comm).run()
+        }
+    }
+}
+
+/// The options every training command shares (`train`, `cv`).
+struct TrainingOptionGroup: ParsableArguments {
+    @Option(help: "Training manifest (JSONL: one {\"image\": path, \"label\": name} per line).") var train: String
     @Option(name: .customLong("out"), help: "Run directory (written by rank 0).") var out: String
+    @Option(help: "Fixed class list (a classes.json) instead of the training labels' own.") var classes: String?
     @Option(help: "Architecture: refcnn, cnn-small.") var model = "refcnn"
     @Option(help: "Stage widths for cnn-small, e.g. 32,64,128.") var widths: String?
     @Flag(help: "Build the model without BatchNorm.") var noBatchnorm = false
@@ -24,7 +36,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Normalisation mean per channel (x/255 − mean) / std; one value or one per channel.") var mean = "0.5"
     @Option(help: "Normalisation std per channel.") var std = "0.5"
     @Option(help: "Epochs.") var epochs = 10
-    @Option(help: "Stop after this many optimizer steps.") var maxSteps: Int?
+    @Option(help: "Stop after this many optimizer steps (the schedule still spans --epochs).") var maxSteps: Int?
     @Option(help: "GLOBAL batch size (split across ranks).") var batchSize = 128
     @Option(help: "Global batch size for validation.") var evalBatchSize = 256
     @Option(help: "Learning rate.") var lr: Float = 0.05
@@ -41,44 +53,45 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
     @Option(help: "Batches prepared ahead.") var prefetch = 3
     @Flag(help: "Skip (and report) unreadable images and bad manifest lines instead of stopping.") var skipBadRecords = false
-    @Flag(help: "Resume from RUN_DIR/last.ckpt, at the exact step it was written (any world size dividing its virtual shards).") var resume = false
+    @Option(help: "With --skip-bad-records: stop when more than this fraction of an epoch's samples fail.") var maxBadFraction = 0.5
+    @Flag(help: "Resume from RUN_DIR/last.ckpt at the exact step it was written (any world size dividing its virtual shards); cv skips complete folds.") var resume = false
     @Flag(help: "No progress line.") var quiet = false
 
-    func run() throws {
-        try MPISession.run { comm in
-            var o = TrainOptions(trainManifest: train, valManifest: val, outDir: out)
-            o.model = model
-            o.widths = try widths.map { try parseList($0, name: "widths") }
-            o.batchNorm = !noBatchnorm
-            o.dropout = dropout
-            o.channels = channels
-            o.imageSize = imageSize
-            o.mean = try parseList(mean, name: "mean")
-            o.std = try parseList(std, name: "std")
-            o.epochs = epochs
-            o.maxSteps = maxSteps
-            o.batchSize = batchSize
-            o.evalBatchSize = evalBatchSize
-            o.lr = lr
-            guard let kind = LearningRateSchedule.Kind(rawValue: lrSchedule) else {
-                throw ValidationError("--lr-schedule must be one of \(LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            o.schedule = kind
-            o.lrFloor = lrFloor
-            o.momentum = momentum
-            o.weightDecay = weightDecay
-            o.nesterov = nesterov
-            o.seed = seed
-            o.virtualShards = virtualShards
-            o.checkpointEvery = checkpointEvery
-            o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
-            o.threads = threads ?? defaultThreads()
-            o.loaderThreads = loaderThreads
-            o.prefetch = prefetch
-            o.skipBadRecords = skipBadRecords
-            o.resume = resume
-            o.progress = !quiet
-            _ = try Trainer(options: o, communicator: comm).run()
+    func options(valManifest: String?) throws -> TrainOptions {
+        var o = TrainOptions(trainManifest: train, valManifest: valManifest, outDir: out)
+        o.classesFile = classes
+        o.model = model
+        o.widths = try widths.map { try parseList($0, name: "widths") }
+        o.batchNorm = !noBatchnorm
+        o.dropout = dropout
+        o.channels = channels
+        o.imageSize = imageSize
+        o.mean = try parseList(mean, name: "mean")
+        o.std = try parseList(std, name: "std")
+        o.epochs = epochs
+        o.maxSteps = maxSteps
+        o.batchSize = batchSize
+        o.evalBatchSize = evalBatchSize
+        o.lr = lr
+        guard let kind = LearningRateSchedule.Kind(rawValue: lrSchedule) else {
+            throw ValidationError("--lr-schedule must be one of \(LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        o.schedule = kind
+        o.lrFloor = lrFloor
+        o.momentum = momentum
+        o.weightDecay = weightDecay
+        o.nesterov = nesterov
+        o.seed = seed
+        o.virtualShards = virtualShards
+        o.checkpointEvery = checkpointEvery
+        o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
+        o.threads = threads ?? defaultThreads()
+        o.loaderThreads = loaderThreads
+        o.prefetch = prefetch
+        o.skipBadRecords = skipBadRecords
+        o.maxBadFraction = maxBadFraction
+        o.resume = resume
+        o.progress = !quiet
+        return o
     }
 }

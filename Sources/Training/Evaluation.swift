@@ -11,6 +11,15 @@ public struct EvaluationResult: Sendable {
     /// Samples that could not be loaded (with --skip-bad-records), over all ranks.
     public var skipped: Int
     public var failures: [SampleFailure]
+    /// This rank's per-sample predictions (only when asked for).
+    public var predictions: [Prediction] = []
+
+    /// One sample's prediction: dataset index, arg-max class, softmax probabilities.
+    public struct Prediction: Codable, Sendable {
+        public var index: Int
+        public var predicted: Int
+        public var probabilities: [Float]
+    }
 
     public var count: Int64 { confusion.reduce(0) { $0 + $1.reduce(0, +) } }
     public var correct: Int64 { confusion.indices.reduce(0) { $0 + confusion[$1][$1] } }
@@ -21,7 +30,8 @@ public struct EvaluationResult: Sendable {
 enum Evaluation {
     /// Runs `net` in eval mode over this rank's shard of `set` and reduces the counts.
     static func run(_ net: Network, loader: BatchLoader, setCount: Int, classes: Int, localBatch: Int,
-                    comm: Communicator, scratch: UnsafeMutablePointer<Int32>) throws -> EvaluationResult {
+                    comm: Communicator, scratch: UnsafeMutablePointer<Int32>,
+                    collect: Bool = false) throws -> EvaluationResult {
         let shard = (comm.rank * setCount / comm.size)..<((comm.rank + 1) * setCount / comm.size)
         var batches: [[Int]] = []
         var i = shard.lowerBound
@@ -33,14 +43,24 @@ enum Evaluation {
         var confusion = [Int64](repeating: 0, count: classes * classes)
         var lossSum = 0.0
         var failures: [SampleFailure] = []
+        var predictions: [EvaluationResult.Prediction] = []
+        var probabilities = collect ? [Float](repeating: 0, count: localBatch * classes) : []
         while let batch = try loader.next() {
             failures += batch.failures
             if batch.count > 0 {
                 let logits = net.forward(batch.inputs, batch: batch.count, mode: .eval)
-                let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count,
-                                                     classes: classes, predicted: scratch)
+                let r = probabilities.withUnsafeMutableBufferPointer { probs in
+                    SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
+                                                 predicted: scratch, probabilities: collect ? probs.baseAddress : nil)
+                }
                 lossSum += r.lossSum
-                for j in 0..<batch.count { confusion[Int(batch.labels[j]) * classes + Int(scratch[j])] += 1 }
+                for j in 0..<batch.count {
+                    confusion[Int(batch.labels[j]) * classes + Int(scratch[j])] += 1
+                    if collect {
+                        predictions.append(.init(index: batch.indices[j], predicted: Int(scratch[j]),
+                                                 probabilities: Array(probabilities[(j * classes)..<((j + 1) * classes)])))
+                    }
+                }
             }
             loader.recycle(batch)
         }
@@ -49,6 +69,6 @@ enum Evaluation {
         let skipped = Int(confusion.removeLast())
         lossSum = try comm.allreduce([lossSum], op: .sum)[0]
         let rows = (0..<classes).map { Array(confusion[($0 * classes)..<(($0 + 1) * classes)]) }
-        return EvaluationResult(lossSum: lossSum, confusion: rows, skipped: skipped, failures: failures)
+        return EvaluationResult(lossSum: lossSum, confusion: rows, skipped: skipped, failures: failures, predictions: predictions)
     }
 }

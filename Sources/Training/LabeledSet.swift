@@ -36,32 +36,58 @@ public struct LabeledSet: Codable, Sendable {
     }
 }
 
-/// What the coordinator ships to every rank after reading and validating the manifests.
-struct DatasetShipment: Codable {
-    var train: LabeledSet?
-    var val: LabeledSet?
-    var classes: [String]?
-    var error: String?
+/// The data of one training run: training and validation records and the class list.
+public struct TrainingData: Codable, Sendable {
+    public var train: LabeledSet
+    public var val: LabeledSet?
+    public var classes: [String]
+    public init(train: LabeledSet, val: LabeledSet?, classes: [String]) {
+        self.train = train; self.val = val; self.classes = classes
+    }
 }
 
-/// Rank 0 reads and validates the manifests once; every other rank receives the result by
-/// broadcast (so ranks need no shared view of the manifest files, only of the images).
+/// Rank 0 reads and validates the data once; every other rank receives the result by broadcast
+/// (so ranks need no shared view of the manifest files, only of the images). A failure on
+/// rank 0 stops every rank: rank 0 with the cause, the others with a short note.
 enum DatasetExchange {
-    static func share(_ comm: Communicator, load: () throws -> DatasetShipment) throws -> DatasetShipment {
+    private struct Shipment<T: Codable>: Codable {
+        var value: T?
+        var error: String?
+    }
+
+    static func share<T: Codable>(_ comm: Communicator, load: () throws -> T) throws -> T {
         var bytes: [UInt8] = []
         var localError: Error?
         if comm.rank == 0 {
-            var shipment: DatasetShipment
-            do { shipment = try load() } catch {
+            var shipment: Shipment<T>
+            do { shipment = Shipment(value: try load()) } catch {
                 localError = error
-                shipment = DatasetShipment(error: "\(error)")
+                shipment = Shipment(error: "\(error)")
             }
             bytes = Array(try JSONEncoder().encode(shipment))
         }
         let received = try comm.broadcast(bytes: bytes, root: 0)
         if let localError { throw localError }
-        let shipment = try JSONDecoder().decode(DatasetShipment.self, from: Data(received))
-        if let e = shipment.error { throw TrainingError.coordinatorFailed("rank 0 could not prepare the data: \(e)") }
-        return shipment
+        let shipment = try JSONDecoder().decode(Shipment<T>.self, from: Data(received))
+        guard let value = shipment.value else {
+            throw TrainingError.coordinatorFailed("rank 0 could not prepare the data: \(shipment.error ?? "unknown error")")
+        }
+        return value
     }
+}
+
+extension LabeledSet {
+    /// The records at `indices`, in that order (manifest name kept for messages).
+    public func subset(_ indices: [Int]) -> LabeledSet {
+        LabeledSet(manifest: manifest, images: indices.map { images[$0] }, paths: indices.map { paths[$0] },
+                   labels: indices.map { labels[$0] }, lines: indices.map { lines[$0] }, rejected: [], fingerprint: nil)
+    }
+
+    /// JSONL lines naming each record's resolved path and label (a manifest that loads anywhere
+    /// the images are at the same absolute paths).
+    public func manifestLines(classes: [String]) -> [String] {
+        indices.map { jsonLine(["image": paths[$0], "label": classes[Int(labels[$0])], "source_image": images[$0]]) }
+    }
+
+    var indices: Range<Int> { 0..<count }
 }

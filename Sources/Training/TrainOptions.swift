@@ -3,6 +3,8 @@ public struct TrainOptions: Codable, Sendable {
     public var trainManifest: String
     public var valManifest: String?
     public var outDir: String
+    /// A fixed class list (classes.json) instead of the training labels' own.
+    public var classesFile: String? = nil
     public var model: String = "refcnn"
     public var widths: [Int]? = nil
     public var batchNorm = true
@@ -36,6 +38,8 @@ public struct TrainOptions: Codable, Sendable {
     public var loaderThreads = 1
     public var prefetch = 3
     public var skipBadRecords = false
+    /// With skipBadRecords: stop when more than this fraction of an epoch's samples failed.
+    public var maxBadFraction = 0.5
     public var resume = false
     public var progress = true
 
@@ -52,9 +56,10 @@ public struct TrainOptions: Codable, Sendable {
             "epochs": "\(epochs)", "batch_size": "\(batchSize)", "lr": "\(lr)", "lr_schedule": schedule.rawValue,
             "lr_floor": "\(lrFloor)", "momentum": "\(momentum)",
             "weight_decay": "\(weightDecay)", "nesterov": "\(nesterov)", "seed": "\(seed)",
-            "bucket_elements": "\(bucketElements)", "skip_bad_records": "\(skipBadRecords)",
+            "bucket_elements": "\(bucketElements)", "skip_bad_records": "\(skipBadRecords)", "max_bad_fraction": "\(maxBadFraction)",
         ]
         if let v = valManifest { r["val"] = v }
+        if let c = classesFile { r["classes"] = c }
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
         if let m = maxSteps { r["max_steps"] = "\(m)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }

@@ -33,6 +33,8 @@ public final class Trainer {
     let comm: Communicator
     /// Where rank 0 prints progress and results.
     let log: (String) -> Void
+    /// The trained network after `train` (final parameters, BatchNorm statistics averaged).
+    public private(set) var network: Network?
 
     public init(options: TrainOptions, communicator: Communicator, log: @escaping (String) -> Void = { print($0) }) {
         self.options = options
@@ -48,7 +50,25 @@ public final class Trainer {
         init(_ a: [Double]) { lossSum = a[0]; correct = a[1]; seen = a[2] }
     }
 
+    /// Reads the manifests on rank 0, ships them to every rank, and trains.
     public func run() throws -> TrainSummary {
+        let o = options
+        let classFile = o.classesFile
+        let data = try DatasetExchange.share(comm) {
+            let fixed = try classFile.map { try ClassList.load(path: $0) }
+            let (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, skipBad: o.skipBadRecords)
+            guard train.count > 0 else { throw TrainingError.invalidOption("\(o.trainManifest): no usable records") }
+            guard classes.names.count >= 2 else {
+                throw TrainingError.invalidOption("\(o.trainManifest): needs at least 2 classes, found \(classes.names.count)")
+            }
+            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, skipBad: o.skipBadRecords).0 }
+            return TrainingData(train: train, val: val, classes: classes.names)
+        }
+        return try train(data)
+    }
+
+    /// Trains on data every rank already holds (e.g. one fold of a cross-validation).
+    public func train(_ data: TrainingData) throws -> TrainSummary {
         let o = options
         guard o.batchSize >= 1, o.epochs >= 1, o.evalBatchSize >= 1 else {
             throw TrainingError.invalidOption("--batch-size, --eval-batch-size and --epochs must be positive")
@@ -56,19 +76,8 @@ public final class Trainer {
         BLAS.setThreads(o.threads)
         let isRoot = comm.rank == 0, world = comm.size
         let format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
-
-        // 1. The coordinator reads and validates the manifests and ships them to every rank.
         let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
-        let shipment = try DatasetExchange.share(comm) {
-            let (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: nil, skipBad: o.skipBadRecords)
-            guard train.count > 0 else { throw TrainingError.invalidOption("\(o.trainManifest): no usable records") }
-            guard classes.names.count >= 2 else {
-                throw TrainingError.invalidOption("\(o.trainManifest): needs at least 2 classes, found \(classes.names.count)")
-            }
-            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, skipBad: o.skipBadRecords).0 }
-            return DatasetShipment(train: train, val: val, classes: classes.names)
-        }
-        let train = shipment.train!, val = shipment.val, classNames = shipment.classes!
+        let train = data.train, val = data.val, classNames = data.classes
         let classes = classNames.count
         if isRoot, let runDir {
             try ClassList(names: classNames).save(to: runDir.file("classes.json"))
@@ -93,7 +102,7 @@ public final class Trainer {
             let path = runDir.file("last.ckpt")
             let contents = try Checkpoint.load(path: path)
             let h = contents.header
-            guard h.classes == classNames else { throw TrainingError.invalidOption("\(path): its classes differ from \(o.trainManifest)'s") }
+            guard h.classes == classNames else { throw TrainingError.invalidOption("\(path): its classes differ from this run's") }
             guard let s = h.sampler, s.seed == o.seed, s.globalBatch == o.batchSize, s.sampleCount == train.count else {
                 throw TrainingError.invalidOption("\(path): was written with another seed, global batch or training set size; "
                                                   + "resume with the run's original --seed and --batch-size")
@@ -229,6 +238,13 @@ public final class Trainer {
                 valFailures = r.failures
             }
             try reportFailures(train: failures, trainSet: train, val: valFailures, valSet: val, epoch: epoch + 1, runDir: runDir)
+            let scheduled = epochTotals.seen + sums[3]
+            if o.skipBadRecords, scheduled > 0, sums[3] / scheduled > o.maxBadFraction {
+                // Every rank sees the same reduced counts, so every rank stops here together.
+                throw TrainingError.tooManyFailures(String(format: "epoch %d: %d of %.0f samples failed (%.1f%%), above --max-bad-fraction %.2f; see %@",
+                                                           epoch + 1, Int(sums[3]), scheduled, 100 * sums[3] / scheduled, o.maxBadFraction,
+                                                           (o.outDir as NSString).appendingPathComponent("failed_samples.jsonl")))
+            }
             let value = line[metric] as? Double ?? 0
             let improved = complete && value > best.value
             if improved { best = (value, epoch + 1) }
@@ -243,6 +259,7 @@ public final class Trainer {
                     + String(format: "  %.0f img/s  %.1fs", line["images_per_sec"] as! Double, seconds))
             }
         }
+        network = net
         let bestAll = try broadcast([best.value, Double(best.epoch)])
         if isRoot && bestAll[1] > 0 {
             log(String(format: "best %@ %.4f at epoch %d (%@)", metric, bestAll[0], Int(bestAll[1]),
@@ -282,7 +299,7 @@ public final class Trainer {
 }
 
 func jsonLine(_ object: [String: Any]) -> String {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
     return String(decoding: data, as: UTF8.self)
 }
 

@@ -5,6 +5,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case invalidOption(String)
     case badSample(String)
     case io(String)
+    /// More samples failed than allowed; raised on every rank of the job at once.
+    case tooManyFailures(String)
 
     public var description: String {
         switch self {
@@ -12,6 +14,7 @@ public enum TrainingError: Error, CustomStringConvertible {
         case let .invalidOption(m): return m
         case let .badSample(m): return m
         case let .io(m): return m
+        case let .tooManyFailures(m): return m
         }
     }
 }
