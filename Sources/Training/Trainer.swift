@@ -178,6 +178,7 @@ public final class Trainer {
             carried = EpochTotals()
             var lr = schedule.rate(atStep: globalStep)
             var failures: [SampleFailure] = []
+            var allreduceNanos: UInt64 = 0
             for step in firstStep..<endStep {
                 guard let batch = try trainLoader.next() else { break }
                 failures += batch.failures
@@ -197,7 +198,9 @@ public final class Trainer {
                 trainLoader.recycle(batch)
                 lr = schedule.rate(atStep: globalStep)
                 if globalCount > 0 {
+                    let t = DispatchTime.now().uptimeNanoseconds
                     try reducer.reduce(net.store.gradients)
+                    allreduceNanos += DispatchTime.now().uptimeNanoseconds - t
                     optimizer.step(net.store, lr: lr)
                 }
                 globalStep += 1
@@ -211,7 +214,8 @@ public final class Trainer {
             }
             progress.finish()
             let complete = endStep == stepsPerEpoch
-            let sums = try comm.allreduce(totals.array + [Double(failures.count), trainLoader.waitSeconds], op: .sum)
+            let sums = try comm.allreduce(totals.array + [Double(failures.count), trainLoader.waitSeconds,
+                                                          Double(allreduceNanos) / 1e9], op: .sum)
             let seconds = try comm.allreduce([Date().timeIntervalSince(t0)], op: .max)[0]
             let epochTotals = EpochTotals(Array(sums[0..<3]))
             let stepsRun = endStep - firstStep
@@ -222,6 +226,7 @@ public final class Trainer {
                 "images_per_sec": seconds > 0 ? Double(stepsRun) * Double(o.batchSize) / seconds : 0,
                 "seconds": seconds,
                 "data_stall": seconds > 0 ? sums[4] / Double(world) / seconds : 0,
+                "allreduce_fraction": seconds > 0 ? sums[5] / Double(world) / seconds : 0,
                 "skipped": Int(sums[3]),
             ]
             if !complete { line["partial"] = true }
