@@ -66,8 +66,23 @@ struct JSONParser {
         try bytes.withUnsafeBufferPointer { try parse($0) }
     }
 
+    /// Like `parse`, and also returns the byte range of each top-level object member's value
+    /// (aligned with the members; empty when the value is not an object), so a caller can
+    /// replace one value inside the original text.
+    static func parseWithMemberSpans(_ bytes: UnsafeBufferPointer<UInt8>) throws -> (JSONValue, [Range<Int>]) {
+        var p = JSONParser(bytes: bytes)
+        p.memberSpans = []
+        p.skipWhitespace()
+        let v = try p.parseValue(depth: 0)
+        p.skipWhitespace()
+        if p.pos < bytes.count { throw p.error("unexpected \(p.describe(bytes[p.pos])) after the value") }
+        return (v, p.memberSpans ?? [])
+    }
+
     let bytes: UnsafeBufferPointer<UInt8>
     var pos = 0
+    /// When non-nil, the value ranges of the top-level object's members are collected here.
+    var memberSpans: [Range<Int>]?
 
     init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -129,7 +144,9 @@ struct JSONParser {
             }
             pos += 1
             skipWhitespace()
+            let valueStart = pos
             let value = try parseValue(depth: depth)
+            if depth == 1 && memberSpans != nil { memberSpans?.append(valueStart..<pos) }
             members.append(JSONMember(key: key, value: value))
             skipWhitespace()
             guard pos < bytes.count else { throw error("unterminated object") }
