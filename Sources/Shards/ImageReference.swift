@@ -66,7 +66,11 @@ public enum ImageReference: Sendable, Equatable {
         }
         for (k, c) in b.enumerated() {
             if c <= 0x20 || c == 0x7F { return c == 0x20 ? "space at character \(k + 1)" : "control character at character \(k + 1)" }
-            if "\"<>\\^`{|}".utf8.contains(c) { return "character '\(Character(Unicode.Scalar(c)))' not allowed" }
+            switch c {
+            case 0x22, 0x3C, 0x3E, 0x5C, 0x5E, 0x60, 0x7B, 0x7C, 0x7D:              // " < > \ ^ ` { | }
+                return "character '\(Character(Unicode.Scalar(c)))' not allowed"
+            default: break
+            }
             if c == UInt8(ascii: "%") {
                 guard k + 2 < b.count, isHex(b[k + 1]), isHex(b[k + 2]) else { return "bad percent escape at character \(k + 1)" }
             }
@@ -161,6 +165,7 @@ public enum ImageReference: Sendable, Equatable {
         var end = schemeEnd + 3
         while end < b.count, b[end] != 0x2F, b[end] != 0x3F, b[end] != 0x23 { end += 1 }
         end = min(end, b.count)
+        if !b[0..<end].contains(where: { $0 >= 0x41 && $0 <= 0x5A }) { return url }
         let head = String(decoding: b[0..<end], as: UTF8.self).lowercased()
         return head + String(decoding: b[end...], as: UTF8.self)
     }

@@ -469,13 +469,14 @@ public enum Split {
     /// paths so they resolve from the output folder.
     static func writeOutputs(pool: Pool, plan: Plan, _ o: SplitOptions, _ files: Files) throws {
         let writers = try files.outputs.map { try AtomicFile.Writer(path: $0) }
+        let lines = pool.line, spans = pool.span, split = plan.split, inputDir = files.inputDir, outDir = files.outDir
         var cursor = 0
         var out: [UInt8] = []
         try Manifest.forEachLine(path: o.input) { number, bytes in
-            while cursor < pool.count && Int(pool.line[cursor]) < number { cursor += 1 }
-            guard cursor < pool.count, Int(pool.line[cursor]) == number, plan.split[cursor] != 255 else { return }
-            let w = writers[Int(plan.split[cursor])]
-            let span = pool.span[cursor]
+            while cursor < lines.count && Int(lines[cursor]) < number { cursor += 1 }
+            guard cursor < lines.count, Int(lines[cursor]) == number, split[cursor] != 255 else { return }
+            let w = writers[Int(split[cursor])]
+            let span = spans[cursor]
             if span == UInt64.max {
                 try w.append(bytes)
             } else {
@@ -484,10 +485,10 @@ public enum Split {
                       case let .string(image)? = try? JSONParser.parse(UnsafeBufferPointer(rebasing: bytes[lo..<hi])) else {
                     throw SplitError.output(path: o.input, reason: "line \(number) changed while splitting")
                 }
-                let target = ImageReference.normalize(files.inputDir + "/" + image)
+                let target = ImageReference.normalize(inputDir + "/" + image)
                 out.removeAll(keepingCapacity: true)
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<lo]))
-                JSONWriter.appendString(ImageReference.relative(target, from: files.outDir), to: &out)
+                JSONWriter.appendString(ImageReference.relative(target, from: outDir), to: &out)
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[hi...]))
                 try w.append(out)
             }
