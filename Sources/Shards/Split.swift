@@ -97,6 +97,8 @@ public enum Split {
         let requestedOut: String
         let names: [String]
         var inputDir = "", outDir = ""
+        /// The input's size and modification time when the run started.
+        var inputStamp: [Int] = []
 
         init(_ o: SplitOptions) { input = o.input; requestedOut = o.outDir; names = o.splitNames }
 
@@ -110,6 +112,7 @@ public enum Split {
         /// image paths are rewritten between them); refuses to overwrite the input.
         mutating func prepare() throws {
             let realInput = try Self.realPath(input)
+            inputStamp = try Self.stamp(input)
             do {
                 try FileManager.default.createDirectory(atPath: requestedOut, withIntermediateDirectories: true)
             } catch {
@@ -120,6 +123,26 @@ public enum Split {
             outDir = try Self.realPath(requestedOut)
             for p in outputs + [rejected, classes, classWeights, analysis] where p == realInput {
                 throw SplitError.invalidOption("\(input): the output \(p) would overwrite the input; choose another --out")
+            }
+        }
+
+        /// Size and modification time of a regular file (the input is read twice, so a pipe
+        /// will not do, and a change between the passes must be noticed).
+        static func stamp(_ path: String) throws -> [Int] {
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                throw ManifestError(file: path, line: 0, reason: "cannot open", detail: String(cString: strerror(errno)))
+            }
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                throw SplitError.invalidOption("\(path): must be a regular file (split reads it twice)")
+            }
+            return [Int(st.st_size), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec)]
+        }
+
+        /// Throws when the input changed since `prepare`.
+        func checkInputUnchanged() throws {
+            guard try Self.stamp(input) == inputStamp else {
+                throw SplitError.output(path: input, reason: "the input changed while it was being split; run again")
             }
         }
 
@@ -494,6 +517,7 @@ public enum Split {
             }
             try w.append([0x0A])
         }
+        try files.checkInputUnchanged()                   // before anything is committed
         for w in writers { try w.commit() }
     }
 

@@ -1,9 +1,10 @@
 import Foundation
 import Support
 
-/// What `split` did, written as split_analysis.json (keys in snake_case, sorted). Every record
-/// of the input is accounted for: `lines.valid = rejected-free records`, each filter's
-/// `records_removed`, the dedup and conflict removals, and the split counts add up.
+/// What `split` did, written as split_analysis.json (keys in snake_case, sorted). Every line is
+/// accounted for: `lines.total = valid + rejected + blank`, and `valid` = the filters'
+/// `records_removed` + `dedup.duplicate_records_removed` + `label_conflicts.records_removed` +
+/// the records of the outputs.
 public struct SplitAnalysis: Codable, Sendable, Equatable {
     public struct Fields: Codable, Sendable, Equatable {
         public var image: String

@@ -330,5 +330,8 @@ import TestSupport
         }
         o = base; o.input = dir.appendingPathComponent("missing.jsonl").path
         #expect(throws: ManifestError.self) { try Split.run(o) }
+        o = base; o.input = dir.appendingPathComponent("fifo.jsonl").path              // read twice: must be a file
+        #expect(mkfifo(o.input, 0o600) == 0)
+        #expect(throws: SplitError.invalidOption("\(o.input): must be a regular file (split reads it twice)")) { try Split.run(o) }
     }
 }
