@@ -60,7 +60,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport"),
         .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"]),
-        .testTarget(name: "ShardsTests", dependencies: ["Shards", "TestSupport"]),
+        .testTarget(name: "ShardsTests", dependencies: ["Shards", "Support", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "DistTests", dependencies: ["Dist", "TestSupport", "Launcher"]),
         .testTarget(name: "LauncherTests", dependencies: ["Training", "Shards", "Model", "TestSupport", "Launcher"]),

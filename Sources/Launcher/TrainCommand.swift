@@ -27,6 +27,9 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Training manifest (JSONL: one {\"image\": path, \"label\": name} per line).") var train: String
     @Option(name: .customLong("out"), help: "Run directory (written by rank 0).") var out: String
     @Option(help: "Fixed class list (a classes.json) instead of the training labels' own.") var classes: String?
+    @Option(help: "Manifest field holding the image reference (path, file:// or http(s):// URL).") var imageField = "image"
+    @Option(help: "Manifest field holding the label.") var labelField = "label"
+    @Option(help: "Manifest field whose records must stay together (cv folds).") var groupField: String?
     @Option(help: "Architecture: refcnn, cnn-small.") var model = "refcnn"
     @Option(help: "Stage widths for cnn-small, e.g. 32,64,128.") var widths: String?
     @Flag(help: "Build the model without BatchNorm.") var noBatchnorm = false
@@ -60,6 +63,9 @@ struct TrainingOptionGroup: ParsableArguments {
     func options(valManifest: String?) throws -> TrainOptions {
         var o = TrainOptions(trainManifest: train, valManifest: valManifest, outDir: out)
         o.classesFile = classes
+        o.imageField = imageField
+        o.labelField = labelField
+        o.groupField = groupField
         o.model = model
         o.widths = try widths.map { try parseList($0, name: "widths") }
         o.batchNorm = !noBatchnorm

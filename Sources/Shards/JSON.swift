@@ -66,8 +66,23 @@ struct JSONParser {
         try bytes.withUnsafeBufferPointer { try parse($0) }
     }
 
+    /// Like `parse`, and also returns the byte range of each top-level object member's value
+    /// (aligned with the members; empty when the value is not an object), so a caller can
+    /// replace one value inside the original text.
+    static func parseWithMemberSpans(_ bytes: UnsafeBufferPointer<UInt8>) throws -> (JSONValue, [Range<Int>]) {
+        var p = JSONParser(bytes: bytes)
+        p.memberSpans = []
+        p.skipWhitespace()
+        let v = try p.parseValue(depth: 0)
+        p.skipWhitespace()
+        if p.pos < bytes.count { throw p.error("unexpected \(p.describe(bytes[p.pos])) after the value") }
+        return (v, p.memberSpans ?? [])
+    }
+
     let bytes: UnsafeBufferPointer<UInt8>
     var pos = 0
+    /// When non-nil, the value ranges of the top-level object's members are collected here.
+    var memberSpans: [Range<Int>]?
 
     init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -129,7 +144,9 @@ struct JSONParser {
             }
             pos += 1
             skipWhitespace()
+            let valueStart = pos
             let value = try parseValue(depth: depth)
+            if depth == 1 && memberSpans != nil { memberSpans?.append(valueStart..<pos) }
             members.append(JSONMember(key: key, value: value))
             skipWhitespace()
             guard pos < bytes.count else { throw error("unterminated object") }
@@ -188,10 +205,15 @@ struct JSONParser {
         pos += 1  // opening quote
         let start = pos
         // Fast path: no escapes.
+        var ascii = true
         while pos < bytes.count {
             let b = bytes[pos]
             if b == UInt8(ascii: "\"") {
                 let raw = UnsafeBufferPointer(rebasing: bytes[start..<pos])
+                if ascii {                     // ASCII is valid UTF-8: skip the (slower) validation
+                    pos += 1
+                    return String(decoding: raw, as: UTF8.self)
+                }
                 guard let s = String(validating: raw, as: UTF8.self) else {
                     throw error("invalid UTF-8 in string", at: start)
                 }
@@ -200,6 +222,7 @@ struct JSONParser {
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("unescaped control character in string") }
+            if b >= 0x80 { ascii = false }
             pos += 1
         }
         guard pos < bytes.count else { throw error("unterminated string", at: open) }
@@ -276,6 +299,13 @@ enum JSONWriter {
     /// written as UTF-8 (as Python's `json.dumps(..., ensure_ascii=False)` does).
     static func appendString(_ s: String, to out: inout [UInt8]) {
         out.append(0x22)
+        // Fast path: nothing to escape.
+        let plain = s.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            guard !bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if plain == true { out.append(0x22); return }
         for b in s.utf8 {
             switch b {
             case 0x22: out.append(0x5C); out.append(0x22)

@@ -58,3 +58,75 @@ public enum AtomicFile {
         }
     }
 }
+
+extension AtomicFile {
+    /// A buffered file written atomically: bytes go to a temporary file beside `path`, and
+    /// `commit()` fsyncs it and renames it over `path`. Several can be open at once (e.g. one per
+    /// output split); one that is never committed is removed when released.
+    ///
+    ///     let w = try AtomicFile.Writer(path: "out/train.jsonl")
+    ///     try w.append(lineBytes); try w.append([0x0A])
+    ///     try w.commit()
+    public final class Writer {
+        public let path: String
+        private let tmp: String
+        private var fd: Int32
+        private var buffer: [UInt8] = []
+        private let flushThreshold = 1 << 20
+        /// Bytes appended so far.
+        public private(set) var byteCount = 0
+
+        public init(path: String) throws {
+            self.path = path
+            let dir = (path as NSString).deletingLastPathComponent
+            tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp.\(getpid())"
+            fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0 else { throw FileWriteError.open(path: tmp, errno: errno) }
+            buffer.reserveCapacity(flushThreshold + 4096)
+        }
+
+        deinit { abort() }
+
+        public func append(_ bytes: UnsafeBufferPointer<UInt8>) throws {
+            buffer.append(contentsOf: bytes)
+            byteCount += bytes.count
+            if buffer.count >= flushThreshold { try flush() }
+        }
+
+        public func append(_ bytes: [UInt8]) throws {
+            try bytes.withUnsafeBufferPointer { try append($0) }
+        }
+
+        private func flush() throws {
+            guard fd >= 0 else { return }
+            try buffer.withUnsafeBytes { try AtomicFile.writeAll(fd, $0, path: tmp) }
+            buffer.removeAll(keepingCapacity: true)
+        }
+
+        /// Writes what is buffered, fsyncs, and renames the file into place.
+        public func commit() throws {
+            guard fd >= 0 else { return }
+            do {
+                try flush()
+                guard fsync(fd) == 0 else { throw FileWriteError.write(path: tmp, errno: errno) }
+            } catch {
+                abort(); throw error
+            }
+            close(fd); fd = -1
+            guard rename(tmp, path) == 0 else {
+                let e = errno; unlink(tmp)
+                throw FileWriteError.rename(from: tmp, to: path, errno: e)
+            }
+            let dir = (path as NSString).deletingLastPathComponent
+            let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
+            if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+        }
+
+        /// Discards the temporary file (no effect after `commit`).
+        public func abort() {
+            guard fd >= 0 else { return }
+            close(fd); fd = -1
+            unlink(tmp)
+        }
+    }
+}

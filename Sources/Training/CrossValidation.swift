@@ -63,10 +63,10 @@ public final class CrossValidation {
         // 1. Folds, decided once by the coordinator.
         let shipment = try DatasetExchange.share(world) { () -> Shipment in
             let fixed = try t.classesFile.map { try ClassList.load(path: $0) }
-            let (set, classes) = try LabeledSet.load(path: t.trainManifest, classes: fixed, skipBad: t.skipBadRecords)
+            let (set, classes) = try LabeledSet.load(path: t.trainManifest, classes: fixed, options: t.manifestOptions)
             guard set.count >= k else { throw TrainingError.invalidOption("\(t.trainManifest): \(set.count) records cannot make \(k) folds") }
-            let folds = GroupedStratifier.assign(labels: set.labels.map(Int.init), keys: [set.images],
-                                                 ratios: Array(repeating: 1, count: k), seed: t.seed)
+            let folds = GroupedStratifier.assign(labels: set.labels.map(Int.init), keys: [set.images, set.groups],
+                                                 weights: Array(repeating: 1, count: k), seed: t.seed)
             try ClassList(names: classes.names).save(to: runDir.appendingPathComponent("classes.json"))
             let perFold: [[String: Any]] = (0..<k).map { f in
                 var counts = [Int](repeating: 0, count: classes.names.count)
@@ -74,7 +74,7 @@ public final class CrossValidation {
                 return ["fold": f, "count": counts.reduce(0, +), "class_counts": Dictionary(uniqueKeysWithValues: zip(classes.names, counts))]
             }
             let foldsJSON: [String: Any] = ["folds": k, "seed": t.seed, "manifest": t.trainManifest, "assignment": folds,
-                                            "per_fold": perFold, "grouped_by": ["image"]]
+                                            "per_fold": perFold, "grouped_by": ["image"] + (t.groupField.map { [$0] } ?? []), "manifest_fingerprint": set.fingerprint ?? ""]
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: foldsJSON, options: [.sortedKeys]),
                                  to: runDir.appendingPathComponent("folds.json"))
             return Shipment(data: TrainingData(train: set, val: nil, classes: classes.names), folds: folds)

@@ -10,6 +10,8 @@ public struct LabeledSet: Codable, Sendable {
     public var paths: [String]
     public var labels: [Int32]
     public var lines: [Int]
+    /// Group key per record ("" when the manifest has none): records sharing one stay together.
+    public var groups: [String]
     /// Lines the manifest reader rejected (only with --skip-bad-records), with reasons.
     public var rejected: [String]
     /// SHA-256 of the manifest's normalised records (stored with checkpoints).
@@ -17,13 +19,15 @@ public struct LabeledSet: Codable, Sendable {
 
     public var count: Int { labels.count }
 
-    /// Reads `path` and maps labels through `classes`; a label outside the class list is an
-    /// error naming the line.
-    public static func load(path: String, classes: ClassList?, skipBad: Bool) throws -> (LabeledSet, ClassList) {
-        let manifest = try Manifest.load(path: path, skipBad: skipBad)
+    /// Reads `path` (fields and bad-record policy from `options`) and maps labels through
+    /// `classes`; a label outside the class list is an error naming the line.
+    public static func load(path: String, classes: ClassList?, options: ManifestOptions) throws -> (LabeledSet, ClassList) {
+        let manifest = try Manifest.load(path: path, options: options)
+        let skipBad = options.onBadRecord == .skip
         let classList = classes ?? ClassList(labels: manifest.records.map(\.label))
-        var set = LabeledSet(manifest: path, images: [], paths: [], labels: [], lines: [],
-                             rejected: manifest.rejected.map { "\(path):\($0.line): \($0.reason)" })
+        var set = LabeledSet(manifest: path, images: [], paths: [], labels: [], lines: [], groups: [],
+                             rejected: manifest.rejected.map { "\(path):\($0.line): \($0.reason)" },
+                             fingerprint: manifest.fingerprint)
         for r in manifest.records {
             guard let k = classList.index(of: r.label) else {
                 let reason = "label \"\(r.label)\" is not one of the \(classList.names.count) training classes"
@@ -31,6 +35,7 @@ public struct LabeledSet: Codable, Sendable {
                 throw ManifestError(file: path, line: r.line, reason: reason)
             }
             set.images.append(r.image); set.paths.append(r.path); set.labels.append(Int32(k)); set.lines.append(r.line)
+            set.groups.append(r.group ?? "")
         }
         return (set, classList)
     }
@@ -80,13 +85,18 @@ extension LabeledSet {
     /// The records at `indices`, in that order (manifest name kept for messages).
     public func subset(_ indices: [Int]) -> LabeledSet {
         LabeledSet(manifest: manifest, images: indices.map { images[$0] }, paths: indices.map { paths[$0] },
-                   labels: indices.map { labels[$0] }, lines: indices.map { lines[$0] }, rejected: [], fingerprint: nil)
+                   labels: indices.map { labels[$0] }, lines: indices.map { lines[$0] }, groups: indices.map { groups[$0] },
+                   rejected: [], fingerprint: nil)
     }
 
     /// JSONL lines naming each record's resolved path and label (a manifest that loads anywhere
     /// the images are at the same absolute paths).
     public func manifestLines(classes: [String]) -> [String] {
-        indices.map { jsonLine(["image": paths[$0], "label": classes[Int(labels[$0])], "source_image": images[$0]]) }
+        indices.map {
+            var o: [String: Any] = ["image": paths[$0], "label": classes[Int(labels[$0])], "source_image": images[$0]]
+            if !groups[$0].isEmpty { o["group"] = groups[$0] }
+            return jsonLine(o)
+        }
     }
 
     var indices: Range<Int> { 0..<count }

@@ -1,3 +1,5 @@
+import Shards
+
 /// Everything a `train` run is configured with (the CLI fills it; saved with the run).
 public struct TrainOptions: Codable, Sendable {
     public var trainManifest: String
@@ -5,6 +7,16 @@ public struct TrainOptions: Codable, Sendable {
     public var outDir: String
     /// A fixed class list (classes.json) instead of the training labels' own.
     public var classesFile: String? = nil
+    /// Manifest fields holding the image reference, the label and the group key.
+    public var imageField = "image"
+    public var labelField = "label"
+    public var groupField: String? = nil
+
+    /// How manifests are read: fields, and skip or stop on bad lines.
+    public var manifestOptions: ManifestOptions {
+        ManifestOptions(imageField: imageField, labelField: labelField, groupField: groupField,
+                        onBadRecord: skipBadRecords ? .skip : .error)
+    }
     public var model: String = "refcnn"
     public var widths: [Int]? = nil
     public var batchNorm = true
@@ -60,6 +72,9 @@ public struct TrainOptions: Codable, Sendable {
         ]
         if let v = valManifest { r["val"] = v }
         if let c = classesFile { r["classes"] = c }
+        r["image_field"] = imageField
+        r["label_field"] = labelField
+        if let g = groupField { r["group_field"] = g }
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
         if let m = maxSteps { r["max_steps"] = "\(m)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }

@@ -56,12 +56,12 @@ public final class Trainer {
         let classFile = o.classesFile
         let data = try DatasetExchange.share(comm) {
             let fixed = try classFile.map { try ClassList.load(path: $0) }
-            let (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, skipBad: o.skipBadRecords)
+            let (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, options: o.manifestOptions)
             guard train.count > 0 else { throw TrainingError.invalidOption("\(o.trainManifest): no usable records") }
             guard classes.names.count >= 2 else {
                 throw TrainingError.invalidOption("\(o.trainManifest): needs at least 2 classes, found \(classes.names.count)")
             }
-            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, skipBad: o.skipBadRecords).0 }
+            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, options: o.manifestOptions).0 }
             return TrainingData(train: train, val: val, classes: classes.names)
         }
         return try train(data)
@@ -81,7 +81,7 @@ public final class Trainer {
         let classes = classNames.count
         if isRoot, let runDir {
             try ClassList(names: classNames).save(to: runDir.file("classes.json"))
-            try runDir.writeJSON(o.record, to: "options.json")
+            try runDir.writeJSON(o.record.merging(["train_fingerprint": train.fingerprint ?? ""]) { a, _ in a }, to: "options.json")
             let rejected = train.rejected + (val?.rejected ?? [])
             if !rejected.isEmpty {
                 log("skipped \(rejected.count) bad manifest record(s) (--skip-bad-records):")
@@ -106,6 +106,9 @@ public final class Trainer {
             guard let s = h.sampler, s.seed == o.seed, s.globalBatch == o.batchSize, s.sampleCount == train.count else {
                 throw TrainingError.invalidOption("\(path): was written with another seed, global batch or training set size; "
                                                   + "resume with the run's original --seed and --batch-size")
+            }
+            if let old = h.manifestFingerprint, let now = train.fingerprint, old != now {
+                log("warning: \(path) was trained on a different training manifest (fingerprint \(old.prefix(12))…, now \(now.prefix(12))…); resuming anyway")
             }
             try Checkpoint.apply(contents, to: net, path: path)
             resume = [Double(h.step), Double(s.virtualShards)] + (h.epochProgress ?? [0, 0, 0])

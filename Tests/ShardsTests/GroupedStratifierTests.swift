@@ -5,7 +5,7 @@ import Shards
     @Test func singleRecordsAreStratifiedWithinOnePerClass() {
         let labels = (0..<1000).map { $0 % 7 == 0 ? 0 : ($0 % 3 == 0 ? 1 : 2) }
         let images = (0..<1000).map { "img\($0)" }
-        let folds = GroupedStratifier.assign(labels: labels, keys: [images], ratios: [1, 1, 1, 1, 1], seed: 3)
+        let folds = GroupedStratifier.assign(labels: labels, keys: [images], weights: [1, 1, 1, 1, 1], seed: 3)
         for c in 0..<3 {
             let total = labels.filter { $0 == c }.count
             for f in 0..<5 {
@@ -21,7 +21,7 @@ import Shards
         let labels = (0..<n).map { $0 % 4 }
         let images = (0..<n).map { "img\($0 % 450)" }            // records i and i+450 share an image
         let groups = (0..<n).map { $0 % 10 == 0 ? "g\($0 % 30)" : "" }
-        let parts = GroupedStratifier.assign(labels: labels, keys: [images, groups], ratios: [0.8, 0.1, 0.1], seed: 1)
+        let parts = GroupedStratifier.assign(labels: labels, keys: [images, groups], weights: [8, 1, 1], seed: 1)
         for key in [images, groups] {
             var partOf: [String: Int] = [:]
             for (i, k) in key.enumerated() where !k.isEmpty {
@@ -33,8 +33,8 @@ import Shards
 
     @Test func deterministicFromTheSeed() {
         let labels = (0..<200).map { $0 % 5 }, keys = [(0..<200).map { "r\($0)" }]
-        let a = GroupedStratifier.assign(labels: labels, keys: keys, ratios: [1, 1, 1], seed: 7)
-        #expect(a == GroupedStratifier.assign(labels: labels, keys: keys, ratios: [1, 1, 1], seed: 7))
-        #expect(a != GroupedStratifier.assign(labels: labels, keys: keys, ratios: [1, 1, 1], seed: 8))
+        let a = GroupedStratifier.assign(labels: labels, keys: keys, weights: [1, 1, 1], seed: 7)
+        #expect(a == GroupedStratifier.assign(labels: labels, keys: keys, weights: [1, 1, 1], seed: 7))
+        #expect(a != GroupedStratifier.assign(labels: labels, keys: keys, weights: [1, 1, 1], seed: 8))
     }
 }

@@ -25,8 +25,11 @@ import TestSupport
         let m = try Manifest.load(path: path)
         #expect(m.path == path)
         #expect(m.records.count == 3)
-        #expect(m.records[0] == ManifestRecord(image: "imgs/a.png", path: dir.path + "/imgs/a.png", label: "cat", line: 1))
-        #expect(m.records[1] == ManifestRecord(image: "/abs/b.png", path: "/abs/b.png", label: "3", line: 3))
+        #expect(m.records[0] == ManifestRecord(image: "imgs/a.png", path: dir.path + "/imgs/a.png", label: "cat", line: 1,
+                                               metadata: RecordMetadata(id: "a"),
+                                               raw: #"{"id": "a", "image": "imgs/a.png", "label": "cat"}"#))
+        #expect(m.records[1] == ManifestRecord(image: "/abs/b.png", path: "/abs/b.png", label: "3", line: 3,
+                                               raw: #"{"image": "/abs/b.png", "label": 3, "extra": {"nested": [1, 2, null]}}"#))
         #expect(m.records[2].image == "c d/éé.png" && m.records[2].path == dir.path + "/c d/éé.png")
         #expect(m.records[2].label == "dog" && m.records[2].line == 5)
         #expect(m.rejected.isEmpty && m.rejectedCounts.isEmpty)
