@@ -257,6 +257,8 @@ import TestSupport
         let input = raw.appendingPathComponent("m.jsonl").path
         try SplitFixtures.write(lines, to: input)
         var o = SplitOptions(input: input, outDir: dir.appendingPathComponent("deep/out").path)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("deep/out"), withIntermediateDirectories: true)
+        try Data("stale".utf8).write(to: dir.appendingPathComponent("deep/out/test.jsonl"))       // from an earlier 3-way split
         o.ratios = [0.5, 0.5]
         var a = try Split.run(o)
         #expect(a.splits == ["train", "val"] && a.outputs.map(\.file) == ["train.jsonl", "val.jsonl"])
