@@ -120,6 +120,26 @@ import TestSupport
         expectAccounting(a)
     }
 
+    /// A group holding two labels is one component, stratified under its most common label.
+    @Test func multiLabelComponentFollowsItsMajorityLabel() throws {
+        var lines = [
+            #"{"image_url": "https://x.org/g1.jpg", "latin_name": "B", "obs": "g"}"#,
+            #"{"image_url": "https://x.org/g2.jpg", "latin_name": "A", "obs": "g"}"#,
+            #"{"image_url": "https://x.org/g3.jpg", "latin_name": "A", "obs": "g"}"#,
+        ]
+        for i in 0..<9 { lines.append(#"{"image_url": "https://x.org/a\#(i).jpg", "latin_name": "A"}"#) }
+        let (dir, o) = try setUp(lines, group: true)
+        defer { TestSupport.removeTree(dir) }
+        let a = try Split.run(o)
+        #expect(a.components.count == 10 && a.components.multiLabel == 1 && a.components.largest == 3)
+        #expect(a.stratification.tooSmallToStratify.isEmpty)              // B has no component of its own
+        let splits = try outputs(dir, o)
+        let ofGroup = splits.indices.filter { s in splits[s].contains { $0.group == "g" } }
+        #expect(ofGroup.count == 1 && splits[ofGroup[0]].filter { $0.group == "g" }.count == 3)
+        // A's stratum holds 12 records (the group's 3 count toward A): targets 10, 1, 1.
+        #expect(splits.map(\.count).reduce(0, +) == 12 && a.perClass.first { $0.name == "B" }?.total == 1)
+    }
+
     @Test func labelConflictPolicies() throws {
         let lines = [
             #"{"image_url": "https://x.org/1.jpg", "latin_name": "A"}"#,
