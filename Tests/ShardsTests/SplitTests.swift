@@ -120,6 +120,26 @@ import TestSupport
         expectAccounting(a)
     }
 
+    /// A group holding two labels is one component, stratified under its most common label.
+    @Test func multiLabelComponentFollowsItsMajorityLabel() throws {
+        var lines = [
+            #"{"image_url": "https://x.org/g1.jpg", "latin_name": "B", "obs": "g"}"#,
+            #"{"image_url": "https://x.org/g2.jpg", "latin_name": "A", "obs": "g"}"#,
+            #"{"image_url": "https://x.org/g3.jpg", "latin_name": "A", "obs": "g"}"#,
+        ]
+        for i in 0..<9 { lines.append(#"{"image_url": "https://x.org/a\#(i).jpg", "latin_name": "A"}"#) }
+        let (dir, o) = try setUp(lines, group: true)
+        defer { TestSupport.removeTree(dir) }
+        let a = try Split.run(o)
+        #expect(a.components.count == 10 && a.components.multiLabel == 1 && a.components.largest == 3)
+        #expect(a.stratification.tooSmallToStratify.isEmpty)              // B has no component of its own
+        let splits = try outputs(dir, o)
+        let ofGroup = splits.indices.filter { s in splits[s].contains { $0.group == "g" } }
+        #expect(ofGroup.count == 1 && splits[ofGroup[0]].filter { $0.group == "g" }.count == 3)
+        // A's stratum holds 12 records (the group's 3 count toward A): targets 10, 1, 1.
+        #expect(splits.map(\.count).reduce(0, +) == 12 && a.perClass.first { $0.name == "B" }?.total == 1)
+    }
+
     @Test func labelConflictPolicies() throws {
         let lines = [
             #"{"image_url": "https://x.org/1.jpg", "latin_name": "A"}"#,
@@ -257,6 +277,8 @@ import TestSupport
         let input = raw.appendingPathComponent("m.jsonl").path
         try SplitFixtures.write(lines, to: input)
         var o = SplitOptions(input: input, outDir: dir.appendingPathComponent("deep/out").path)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("deep/out"), withIntermediateDirectories: true)
+        try Data("stale".utf8).write(to: dir.appendingPathComponent("deep/out/test.jsonl"))       // from an earlier 3-way split
         o.ratios = [0.5, 0.5]
         var a = try Split.run(o)
         #expect(a.splits == ["train", "val"] && a.outputs.map(\.file) == ["train.jsonl", "val.jsonl"])
