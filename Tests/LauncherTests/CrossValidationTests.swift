@@ -79,7 +79,9 @@ import TestSupport
         let data = try Fixtures.dataset(in: dir, train: 120, test: 8)
         let lines = try String(contentsOfFile: data.train, encoding: .utf8).split(separator: "\n").map(String.init)
         let manifest = dir.appendingPathComponent("dup.jsonl").path
-        try ((lines + lines.prefix(40)).joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
+        // The copies name the same images under new ids (duplicate ids are rejected as bad records).
+        let copies = lines.prefix(40).map { $0.replacingOccurrences(of: "\"id\": \"", with: "\"id\": \"copy-") }
+        try ((lines + copies).joined(separator: "\n") + "\n").write(toFile: manifest, atomically: true, encoding: .utf8)
         let run = dir.appendingPathComponent("cv")
         let r = try TestSupport.mpirun(2, ["cv", "--train", manifest, "--folds", "2", "--out", run.path] + common)
         #expect(r.status == 0, "\(r.stderr)")
