@@ -81,6 +81,10 @@ public final class Trainer {
         let classes = classNames.count
         if isRoot, let runDir {
             try ClassList(names: classNames).save(to: runDir.file("classes.json"))
+            // Class weights of the training data (used by weighted losses), saved with the run.
+            var counts = [Int](repeating: 0, count: classes)
+            for l in train.labels { counts[Int(l)] += 1 }
+            try ClassWeights(classes: classNames, counts: counts).save(to: runDir.file("class_weights.json"))
             try runDir.writeJSON(o.record.merging(["train_fingerprint": train.fingerprint ?? ""]) { a, _ in a }, to: "options.json")
             let rejected = train.rejected + (val?.rejected ?? [])
             if !rejected.isEmpty {

@@ -31,6 +31,11 @@ import TestSupport
         #expect((history.last?["train_acc"] as? Double ?? 0) > 0.3)
         let classes = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("classes.json"))) as? [String]
         #expect(classes?.count == 10)
+        let weights = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("class_weights.json"))) as? [String: Any]
+        #expect((weights?["balanced"] as? [Double])?.count == 10)
+        let options = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("options.json"))) as? [String: String]
+        #expect(options?["train_fingerprint"]?.count == 64)
+        #expect(try Checkpoint.load(path: run.appendingPathComponent("last.ckpt").path).header.manifestFingerprint == options?["train_fingerprint"])
         for name in ["last.ckpt", "best.ckpt"] {
             let c = try Checkpoint.load(path: run.appendingPathComponent(name).path)
             #expect(c.header.model.architecture == "refcnn")
