@@ -75,17 +75,37 @@ public enum Architectures {
         }
     }
 
-    /// The trainable parameter count of `spec`'s network (what torchvision's
-    /// `sum(p.numel() for p in model.parameters())` reports), without allocating it.
-    public static func parameterCount(_ spec: ModelSpec) throws -> Int {
+    /// Sizes of a network, computed by configuring its layers without allocating it.
+    public struct Summary: Sendable, Equatable {
+        /// Trainable parameters (what torchvision's `sum(p.numel() for p in model.parameters())`
+        /// reports; BatchNorm running statistics are not counted).
+        public var parameters: Int
+        /// Non-trainable state (BatchNorm running mean and variance).
+        public var state: Int
+        /// Trainable tensors.
+        public var tensors: Int
+        /// Forward multiply-adds per sample of the convolutions and linear layers.
+        public var macsPerSample: Int
+        public var output: FeatureShape
+    }
+
+    public static func summary(_ spec: ModelSpec) throws -> Summary {
         var shape = FeatureShape(channels: spec.channels, height: spec.imageSize, width: spec.imageSize)
-        var total = 0
+        var s = Summary(parameters: 0, state: 0, tensors: 0, macsPerSample: 0, output: shape)
         for l in try layers(spec) {
             shape = try l.layer.configure(input: shape)
-            total += l.layer.parameterSpecs.map(\.count).reduce(0, +)
+            let specs = l.layer.parameterSpecs
+            s.parameters += specs.map(\.count).reduce(0, +)
+            s.tensors += specs.count
+            s.state += l.layer.stateSpecs.map(\.count).reduce(0, +)
+            s.macsPerSample += Network.macs(l.layer)
         }
-        return total
+        s.output = shape
+        return s
     }
+
+    /// The trainable parameter count of `spec`'s network, without allocating it.
+    public static func parameterCount(_ spec: ModelSpec) throws -> Int { try summary(spec).parameters }
 
     /// How the classifier after global pooling is named.
     enum HeadStyle {

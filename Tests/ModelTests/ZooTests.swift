@@ -171,3 +171,18 @@ import Support
         #expect((0..<batch * 10).allSatisfy { eval[$0].isFinite })
     }
 }
+
+extension ZooTests {
+    /// Multiply-adds at 224×224 against torchvision's documented GFLOPS (which count MACs):
+    /// resnet18 1.81, resnet50 4.09, mobilenet_v2 0.30, efficientnet_b0 0.39.
+    @Test func summaryMultiplyAddsMatchTorchvision() throws {
+        for (name, gmacs) in [("resnet18", 1.81), ("resnet50", 4.09), ("mobilenetv2", 0.30), ("efficientnet-b0", 0.39)] {
+            let s = try Architectures.summary(ModelSpec(architecture: name, channels: 3, imageSize: 224, classes: 1000))
+            #expect(abs(Double(s.macsPerSample) / 1e9 - gmacs) < 0.01, "\(name): \(s.macsPerSample)")
+            #expect(s.output == FeatureShape(features: 1000))
+        }
+        let net = try Architectures.build(ModelSpec(architecture: "mobilenetv2", channels: 3, imageSize: 32, classes: 10))
+        let s = try Architectures.summary(net.spec)
+        #expect(s.parameters == net.parameterCount && s.state == net.store.stateCount && s.macsPerSample == net.macsPerSample)
+    }
+}
