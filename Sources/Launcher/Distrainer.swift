@@ -6,6 +6,6 @@ struct Distrainer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distrainer",
         abstract: "Distributed image-classification trainer (run under mpirun for data parallelism).",
-        subcommands: [TrainCommand.self, CVCommand.self, SplitCommand.self, BenchCommand.self, ImportIDXCommand.self,
-                      DoctorCommand.self])
+        subcommands: [TrainCommand.self, CVCommand.self, SplitCommand.self, BenchCommand.self, ModelsCommand.self,
+                      ImportIDXCommand.self, DoctorCommand.self])
 }

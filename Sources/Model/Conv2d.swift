@@ -1,30 +1,44 @@
-/// 2-D convolution, PyTorch semantics: weight [out, in, k, k] (OIHW), bias [out].
+/// 2-D convolution, PyTorch semantics: weight [out, in/groups, k, k] (OIHW), bias [out].
 ///
 /// x: [batch, in, H, W] → y: [batch, out, (H + 2p − k)/s + 1, (W + 2p − k)/s + 1].
+/// With `groups` = g, output channels [i·out/g, (i+1)·out/g) see only input channels
+/// [i·in/g, (i+1)·in/g); `groups` = in = out is a depthwise convolution.
 /// The arithmetic is delegated to a `ConvolutionKernel` from the chosen backend.
+///
+///     Conv2d(outChannels: 64, kernel: 3, padding: 1, bias: false)            // dense 3×3
+///     Conv2d(outChannels: 96, kernel: 3, stride: 2, padding: 1, groups: 96)  // depthwise
 public final class Conv2d: Layer {
     public let kind = "conv2d"
-    public let outChannels: Int, kernel: Int, stride: Int, padding: Int, hasBias: Bool
+    public let outChannels: Int, kernel: Int, stride: Int, padding: Int, groups: Int, hasBias: Bool
     let backend: ConvolutionBackend
+    /// Initializer overrides (nil: PyTorch's default U(±1/sqrt(fan_in)) for both).
+    let weightInit: ParameterSpec.Initializer?, biasInit: ParameterSpec.Initializer?
     public private(set) var geometry: ConvGeometry?
     private var impl: ConvolutionKernel?
     private var weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?
     private var dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?
 
-    public init(outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true,
+    public init(outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1, bias: Bool = true,
+                weightInit: ParameterSpec.Initializer? = nil, biasInit: ParameterSpec.Initializer? = nil,
                 backend: ConvolutionBackend = ConvolutionBackends.portable) {
         self.outChannels = outChannels; self.kernel = kernel; self.stride = stride
-        self.padding = padding; self.hasBias = bias; self.backend = backend
+        self.padding = padding; self.groups = groups; self.hasBias = bias; self.backend = backend
+        self.weightInit = weightInit; self.biasInit = biasInit
     }
 
     public func configure(input: FeatureShape) throws -> FeatureShape {
-        let g = ConvGeometry(input: input, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding)
-        guard kernel >= 1, stride >= 1, padding >= 0, outChannels >= 1 else {
-            throw ModelError.invalidShape(layer: kind, input: input, reason: "kernel, stride and channels must be positive")
+        guard kernel >= 1, stride >= 1, padding >= 0, outChannels >= 1, groups >= 1 else {
+            throw ModelError.invalidShape(layer: kind, input: input, reason: "kernel, stride, groups and channels must be positive")
+        }
+        guard input.channels % groups == 0, outChannels % groups == 0 else {
+            throw ModelError.invalidShape(layer: kind, input: input,
+                                          reason: "\(groups) groups do not divide \(input.channels) input and \(outChannels) output channels")
         }
         guard input.height + 2 * padding >= kernel, input.width + 2 * padding >= kernel else {
             throw ModelError.invalidShape(layer: kind, input: input, reason: "kernel \(kernel) larger than the padded input")
         }
+        let g = ConvGeometry(input: input, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
+                             groups: groups)
         geometry = g
         return g.output
     }
@@ -32,8 +46,11 @@ public final class Conv2d: Layer {
     public var parameterSpecs: [ParameterSpec] {
         guard let g = geometry else { return [] }
         let bound = 1 / Float(g.patch).squareRoot()
-        var specs = [ParameterSpec(name: "weight", count: g.weightCount, initializer: .uniform(bound: bound), decays: true)]
-        if hasBias { specs.append(ParameterSpec(name: "bias", count: outChannels, initializer: .uniform(bound: bound), decays: false)) }
+        var specs = [ParameterSpec(name: "weight", count: g.weightCount, initializer: weightInit ?? .uniform(bound: bound),
+                                   decays: true, shape: g.weightShape)]
+        if hasBias {
+            specs.append(ParameterSpec(name: "bias", count: outChannels, initializer: biasInit ?? .uniform(bound: bound), decays: false))
+        }
         return specs
     }
 

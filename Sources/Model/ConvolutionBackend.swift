@@ -1,18 +1,27 @@
-/// Geometry of a 2-D convolution (square kernels, symmetric padding, groups = 1).
+/// Geometry of a 2-D convolution (square kernels, symmetric padding).
+///
+/// With `groups` = g the input and output channels are split into g groups and output group i
+/// sees only input group i (PyTorch semantics); g = channels is a depthwise convolution.
 public struct ConvGeometry: Hashable, Sendable {
     public var input: FeatureShape
     public var outChannels: Int
     public var kernel: Int
     public var stride: Int
     public var padding: Int
+    public var groups: Int = 1
 
     public var outHeight: Int { (input.height + 2 * padding - kernel) / stride + 1 }
     public var outWidth: Int { (input.width + 2 * padding - kernel) / stride + 1 }
     public var output: FeatureShape { FeatureShape(channels: outChannels, height: outHeight, width: outWidth) }
-    /// Length of one im2col column: inChannels × kernel × kernel.
-    public var patch: Int { input.channels * kernel * kernel }
-    /// Weight count: outChannels × inChannels × kernel × kernel (PyTorch's OIHW order).
+    /// Input and output channels of one group.
+    public var groupInChannels: Int { input.channels / groups }
+    public var groupOutChannels: Int { outChannels / groups }
+    /// Length of one im2col column: (inChannels / groups) × kernel × kernel.
+    public var patch: Int { groupInChannels * kernel * kernel }
+    /// Weight count: outChannels × (inChannels / groups) × kernel × kernel (PyTorch's OIHW order).
     public var weightCount: Int { outChannels * patch }
+    /// The PyTorch shape of the weight tensor.
+    public var weightShape: [Int] { [outChannels, groupInChannels, kernel, kernel] }
     /// Multiply-adds per sample for the forward pass.
     public var macsPerSample: Int { weightCount * outHeight * outWidth }
 }

@@ -32,66 +32,82 @@ final class Im2colGEMMKernel: ConvolutionKernel {
 
     private var pixels: Int { g.outHeight * g.outWidth }
 
+    // Group i's weight rows are [i·Og, (i+1)·Og) (each `patch` long), its input channels
+    // [i·Cg, (i+1)·Cg) and its output channels [i·Og, (i+1)·Og); groups = 1 is one dense GEMM.
+
     func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  y: UnsafeMutablePointer<Float>, batch: Int) {
-        let m = Int32(g.outChannels), n = Int32(pixels), k = Int32(g.patch)
+        let og = g.groupOutChannels, cg = g.groupInChannels, hw = g.input.plane
+        let m = Int32(og), n = Int32(pixels), k = Int32(g.patch)
         let inCount = g.input.count, outCount = g.output.count
         for i in 0..<batch {
             let xi = x + i * inCount, yi = y + i * outCount
-            let cols = matrix(for: xi)
             var beta: Float = 0
             if let bias {
                 for c in 0..<g.outChannels { (yi + c * pixels).update(repeating: bias[c], count: pixels) }
                 beta = 1
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, weight, k, cols, n, beta, yi, n)
+            for group in 0..<g.groups {
+                let cols = matrix(for: xi + group * cg * hw)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, weight + group * og * g.patch, k,
+                            cols, n, beta, yi + group * og * pixels, n)
+            }
         }
     }
 
     func backwardData(dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                       dx: UnsafeMutablePointer<Float>, batch: Int) {
-        let m = Int32(g.patch), n = Int32(pixels), k = Int32(g.outChannels)
+        let og = g.groupOutChannels, cg = g.groupInChannels, hw = g.input.plane
+        let m = Int32(g.patch), n = Int32(pixels), k = Int32(og)
         let inCount = g.input.count, outCount = g.output.count
         for i in 0..<batch {
-            let dxi = dx + i * inCount, dyi = dy + i * outCount
-            if direct {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1, weight, m, dyi, n, 0, dxi, n)
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1, weight, m, dyi, n, 0, columns, n)
-                col2im(columns, into: dxi)
+            for group in 0..<g.groups {
+                let dxg = dx + i * inCount + group * cg * hw, dyg = dy + i * outCount + group * og * pixels
+                let wg = weight + group * og * g.patch
+                if direct {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1, wg, m, dyg, n, 0, dxg, n)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1, wg, m, dyg, n, 0, columns, n)
+                    col2im(columns, into: dxg)
+                }
             }
         }
     }
 
     func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int) {
-        let m = Int32(g.outChannels), n = Int32(g.patch), k = Int32(pixels)
+        let og = g.groupOutChannels, cg = g.groupInChannels, hw = g.input.plane
+        let m = Int32(og), n = Int32(g.patch), k = Int32(pixels)
         let inCount = g.input.count, outCount = g.output.count
         for i in 0..<batch {
             let xi = x + i * inCount, dyi = dy + i * outCount
-            let cols = matrix(for: xi)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, dyi, k, cols, k, 1, dWeight, n)
+            for group in 0..<g.groups {
+                let cols = matrix(for: xi + group * cg * hw)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, dyi + group * og * pixels, k, cols, k,
+                            1, dWeight + group * og * g.patch, n)
+            }
             if let dBias {
                 // dBias[c] += sum_p dy[c, p]  (a GEMV against a vector of ones)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1, dyi, k, ones, 1, 1, dBias, 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(g.outChannels), k, 1, dyi, k, ones, 1, 1, dBias, 1)
             }
         }
     }
 
-    /// The [patch, pixels] matrix for one image: x itself for a pointwise convolution,
-    /// else the im2col columns.
-    private func matrix(for xi: UnsafePointer<Float>) -> UnsafePointer<Float> {
-        if direct { return xi }
-        im2col(xi, into: columns)
+    /// The [patch, pixels] matrix for one group of one image (`xg` points at the group's first
+    /// channel): xg itself for a pointwise convolution, else the im2col columns.
+    private func matrix(for xg: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        if direct { return xg }
+        im2col(xg, into: columns)
         return UnsafePointer(columns)
     }
 
-    /// cols[(c*k + ki)*k + kj][oh*OW + ow] = x[c][oh*s - p + ki][ow*s - p + kj] (0 outside).
+    /// cols[(c*k + ki)*k + kj][oh*OW + ow] = x[c][oh*s - p + ki][ow*s - p + kj] (0 outside),
+    /// over the `groupInChannels` channels starting at `x`.
     private func im2col(_ x: UnsafePointer<Float>, into cols: UnsafeMutablePointer<Float>) {
         let H = g.input.height, W = g.input.width, K = g.kernel, S = g.stride, P = g.padding
         let OH = g.outHeight, OW = g.outWidth
         var row = cols
-        for c in 0..<g.input.channels {
+        for c in 0..<g.groupInChannels {
             let plane = x + c * H * W
             for ki in 0..<K {
                 for kj in 0..<K {
@@ -120,13 +136,13 @@ final class Im2colGEMMKernel: ConvolutionKernel {
         }
     }
 
-    /// The adjoint of im2col: dx[c][ih][iw] = sum of the columns that read it.
+    /// The adjoint of im2col: dx[c][ih][iw] = sum of the columns that read it (one group's channels).
     private func col2im(_ cols: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>) {
         let H = g.input.height, W = g.input.width, K = g.kernel, S = g.stride, P = g.padding
         let OH = g.outHeight, OW = g.outWidth
-        dx.update(repeating: 0, count: g.input.count)
+        dx.update(repeating: 0, count: g.groupInChannels * H * W)
         var row = cols
-        for c in 0..<g.input.channels {
+        for c in 0..<g.groupInChannels {
             let plane = dx + c * H * W
             for ki in 0..<K {
                 for kj in 0..<K {

@@ -6,10 +6,16 @@ public final class Linear: Layer {
     public let kind = "linear"
     public let outFeatures: Int, hasBias: Bool
     public private(set) var inFeatures = 0
+    /// Initializer overrides (nil: PyTorch's default U(±1/sqrt(in)) for both).
+    let weightInit: ParameterSpec.Initializer?, biasInit: ParameterSpec.Initializer?
     private var weight: UnsafeMutablePointer<Float>!, bias: UnsafeMutablePointer<Float>?
     private var dWeight: UnsafeMutablePointer<Float>!, dBias: UnsafeMutablePointer<Float>?
 
-    public init(outFeatures: Int, bias: Bool = true) { self.outFeatures = outFeatures; self.hasBias = bias }
+    public init(outFeatures: Int, bias: Bool = true,
+                weightInit: ParameterSpec.Initializer? = nil, biasInit: ParameterSpec.Initializer? = nil) {
+        self.outFeatures = outFeatures; self.hasBias = bias
+        self.weightInit = weightInit; self.biasInit = biasInit
+    }
 
     public func configure(input: FeatureShape) throws -> FeatureShape {
         guard outFeatures > 0 else { throw ModelError.invalidShape(layer: kind, input: input, reason: "no output features") }
@@ -19,8 +25,11 @@ public final class Linear: Layer {
 
     public var parameterSpecs: [ParameterSpec] {
         let bound = 1 / Float(inFeatures).squareRoot()
-        var s = [ParameterSpec(name: "weight", count: outFeatures * inFeatures, initializer: .uniform(bound: bound), decays: true)]
-        if hasBias { s.append(ParameterSpec(name: "bias", count: outFeatures, initializer: .uniform(bound: bound), decays: false)) }
+        var s = [ParameterSpec(name: "weight", count: outFeatures * inFeatures, initializer: weightInit ?? .uniform(bound: bound),
+                               decays: true, shape: [outFeatures, inFeatures])]
+        if hasBias {
+            s.append(ParameterSpec(name: "bias", count: outFeatures, initializer: biasInit ?? .uniform(bound: bound), decays: false))
+        }
         return s
     }
 

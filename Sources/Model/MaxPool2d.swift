@@ -1,24 +1,31 @@
-/// Max pooling with a square window, no padding (PyTorch `MaxPool2d(k, stride)`, floor mode).
+/// Max pooling with a square window (PyTorch `MaxPool2d(k, stride, padding)`, floor mode;
+/// padding counts as −∞, so it never wins).
 ///
-/// x: [batch, C, H, W] → y: [batch, C, (H − k)/s + 1, (W − k)/s + 1]. Forward records the
+/// x: [batch, C, H, W] → y: [batch, C, (H + 2p − k)/s + 1, (W + 2p − k)/s + 1]. Forward records the
 /// position of each maximum (first one on ties) so backward routes the gradient there.
 public final class MaxPool2d: Layer {
     public let kind = "maxpool2d"
-    public let kernel: Int, stride: Int
+    public let kernel: Int, stride: Int, padding: Int
     private var input = FeatureShape(features: 0), output = FeatureShape(features: 0)
     /// [batch, C, OH, OW] index of the max within its input plane.
     private var argmax: UnsafeMutablePointer<Int32>?
 
-    public init(kernel: Int = 2, stride: Int? = nil) { self.kernel = kernel; self.stride = stride ?? kernel }
+    public init(kernel: Int = 2, stride: Int? = nil, padding: Int = 0) {
+        self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding
+    }
     deinit { argmax?.deallocate() }
 
     public func configure(input: FeatureShape) throws -> FeatureShape {
-        guard input.height >= kernel, input.width >= kernel else {
+        guard kernel >= 1, stride >= 1, padding >= 0, 2 * padding <= kernel else {
+            throw ModelError.invalidShape(layer: kind, input: input,
+                                          reason: "window \(kernel), stride \(stride), padding \(padding): padding must be at most half the window")
+        }
+        guard input.height + 2 * padding >= kernel, input.width + 2 * padding >= kernel else {
             throw ModelError.invalidShape(layer: kind, input: input, reason: "window \(kernel) larger than the input")
         }
         self.input = input
-        output = FeatureShape(channels: input.channels, height: (input.height - kernel) / stride + 1,
-                              width: (input.width - kernel) / stride + 1)
+        output = FeatureShape(channels: input.channels, height: (input.height + 2 * padding - kernel) / stride + 1,
+                              width: (input.width + 2 * padding - kernel) / stride + 1)
         return output
     }
 
@@ -32,10 +39,11 @@ public final class MaxPool2d: Layer {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
         let H = input.height, W = input.width, OH = output.height, OW = output.width, K = kernel, S = stride
+        let P = padding
         let arg = argmax!
         for p in 0..<(batch * input.channels) {
             let xp = x + p * H * W, yp = y + p * OH * OW, ap = arg + p * OH * OW
-            if K == 2 && S == 2 {
+            if K == 2 && S == 2 && P == 0 {
                 for oh in 0..<OH {
                     let r0 = xp + 2 * oh * W, r1 = r0 + W
                     for ow in 0..<OW {
@@ -50,11 +58,13 @@ public final class MaxPool2d: Layer {
                 continue
             }
             for oh in 0..<OH {
+                // The window's rows and columns clipped to the input (2p ≤ k keeps it non-empty).
+                let h0 = max(oh * S - P, 0), h1 = min(oh * S - P + K, H)
                 for ow in 0..<OW {
-                    var best = -Float.infinity, at = (oh * S) * W + ow * S
-                    for ki in 0..<K {
-                        let row = (oh * S + ki) * W + ow * S
-                        for kj in 0..<K where xp[row + kj] > best { best = xp[row + kj]; at = row + kj }
+                    let w0 = max(ow * S - P, 0), w1 = min(ow * S - P + K, W)
+                    var best = -Float.infinity, at = h0 * W + w0
+                    for ih in h0..<h1 {
+                        for iw in w0..<w1 where xp[ih * W + iw] > best { best = xp[ih * W + iw]; at = ih * W + iw }
                     }
                     yp[oh * OW + ow] = best; ap[oh * OW + ow] = Int32(at)
                 }

@@ -65,16 +65,15 @@ public final class Network {
     public var outputShape: FeatureShape { shapes.last ?? inputShape }
     public var parameterCount: Int { store.count }
 
-    /// Multiply-adds per sample of the convolutions and linear layers (forward).
-    public var macsPerSample: Int {
-        var total = 0, shape = inputShape
-        for (l, out) in zip(layers, shapes) {
-            if let c = l.layer as? Conv2d, let g = c.geometry { total += g.macsPerSample }
-            if let lin = l.layer as? Linear { total += lin.inFeatures * lin.outFeatures }
-            shape = out
-        }
-        _ = shape
-        return total
+    /// Multiply-adds per sample of the convolutions and linear layers (forward), including
+    /// those inside composite layers.
+    public var macsPerSample: Int { layers.map { Self.macs($0.layer) }.reduce(0, +) }
+
+    static func macs(_ layer: Layer) -> Int {
+        if let c = layer as? Conv2d, let g = c.geometry { return g.macsPerSample }
+        if let lin = layer as? Linear { return lin.inFeatures * lin.outFeatures }
+        if let composite = layer as? CompositeLayer { return composite.sublayers.map { macs($0.layer) }.reduce(0, +) }
+        return 0
     }
 
     /// Fills parameters from their initializers with a seeded generator (identical on every rank
@@ -88,6 +87,8 @@ public final class Network {
             switch spec.initializer {
             case let .uniform(bound):
                 for i in 0..<spec.count { p[i] = (rng.nextFloat() * 2 - 1) * bound }
+            case let .normal(std):
+                for i in 0..<spec.count { p[i] = rng.nextGaussian() * std }
             case let .constant(v):
                 p.update(repeating: v, count: spec.count)
             }

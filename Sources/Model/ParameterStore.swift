@@ -4,16 +4,23 @@ public struct ParameterSpec: Sendable {
         /// U(-bound, bound) — PyTorch's default for Conv2d/Linear weights and biases uses
         /// bound = 1/sqrt(fan_in).
         case uniform(bound: Float)
+        /// N(0, std²) — torchvision's Kaiming-normal (fan-out) initialisation of its zoo's
+        /// convolutions uses std = sqrt(2 / (out × k × k)).
+        case normal(std: Float)
         case constant(Float)
     }
     public var name: String
     public var count: Int
+    /// The tensor's PyTorch shape (e.g. [out, in, k, k]); its product is `count`.
+    public var shape: [Int]
     public var initializer: Initializer
     /// Whether weight decay applies (weights yes; biases and normalisation parameters no).
     public var decays: Bool
 
-    public init(name: String, count: Int, initializer: Initializer, decays: Bool) {
+    /// `shape` defaults to the flat `[count]`.
+    public init(name: String, count: Int, initializer: Initializer, decays: Bool, shape: [Int]? = nil) {
         self.name = name; self.count = count; self.initializer = initializer; self.decays = decays
+        self.shape = shape ?? [count]
     }
 }
 
@@ -32,6 +39,8 @@ public struct TensorSlot: Sendable {
     public var name: String
     public var range: Range<Int>
     public var decays: Bool
+    /// PyTorch shape (product = `range.count`).
+    public var shape: [Int] = []
 }
 
 /// All of a network's numbers in a few flat allocations with one layout:
@@ -54,13 +63,13 @@ public final class ParameterStore {
     init(parameterSpecs: [ParameterSpec], stateSpecs: [StateSpec]) {
         var slots: [TensorSlot] = [], offset = 0
         for s in parameterSpecs {
-            slots.append(TensorSlot(name: s.name, range: offset..<offset + s.count, decays: s.decays))
+            slots.append(TensorSlot(name: s.name, range: offset..<offset + s.count, decays: s.decays, shape: s.shape))
             offset += s.count
         }
         count = offset
         var stateSlots: [TensorSlot] = [], stateOffset = 0
         for s in stateSpecs {
-            stateSlots.append(TensorSlot(name: s.name, range: stateOffset..<stateOffset + s.count, decays: false))
+            stateSlots.append(TensorSlot(name: s.name, range: stateOffset..<stateOffset + s.count, decays: false, shape: [s.count]))
             stateOffset += s.count
         }
         stateCount = stateOffset

@@ -14,6 +14,17 @@ struct GradientCheck {
     var seed: UInt64 = 1
     /// Generates the input; default N(0, 1).
     var makeInput: ((inout RandomSource, Int) -> [Float])? = nil
+    /// For piecewise-smooth layers (composites with ReLU inside, whose kinks no input choice
+    /// avoids): differences at eps and eps/2; a coordinate whose two estimates disagree had a
+    /// kink inside the step and is skipped (at most one or a quarter of them), the others use the
+    /// Richardson estimate (4·D(eps/2) − D(eps))/3. (A kink much closer than eps/2 goes unseen:
+    /// both estimates average the two slopes alike; seeds are chosen to avoid that.)
+    var skipKinks = false
+    /// Gradient norms (over the probed coordinates of one tensor) below this are compared in
+    /// absolute terms: at eps = 1e-3 Float rounding makes differences noisy at about 1e-3, so a
+    /// tensor whose true gradient is ~0 (a BatchNorm bias before another training-mode BatchNorm)
+    /// cannot be checked relatively.
+    var absoluteFloor = 1e-6
 
     struct Report: CustomStringConvertible {
         var name: String
@@ -30,7 +41,11 @@ struct GradientCheck {
                                     gradients: store.slots.map { store.gradients + $0.range.lowerBound },
                                     state: store.stateSlots.map { store.state + $0.range.lowerBound }))
         layer.prepare(maxBatch: batch)
-        for i in 0..<store.count { store.parameters[i] = rng.nextGaussian() * 0.5 + (store.slots.first { $0.range.contains(i) }!.name == "weight" && layer.kind == "batchnorm2d" ? 1 : 0) }
+        // N(0, 0.25), but BatchNorm scales (γ: the 1-D "weight" tensors) around 1, as in a real network.
+        for slot in store.slots {
+            let isNormScale = slot.name.hasSuffix("weight") && slot.shape.count == 1
+            for i in slot.range { store.parameters[i] = rng.nextGaussian() * 0.5 + (isNormScale ? 1 : 0) }
+        }
         // BatchNorm running statistics: something other than the identity, for eval mode.
         for i in 0..<store.stateCount { store.state[i] = store.stateSlots[0].range.contains(i) ? rng.nextGaussian() * 0.3 : 0.5 + rng.nextFloat() }
         var x = makeInput?(&rng, batch * input.count) ?? (0..<batch * input.count).map { _ in rng.nextGaussian() }
@@ -65,18 +80,29 @@ struct GradientCheck {
             idx = Array(Set(idx)).sorted()
             var num2 = 0.0, diff2 = 0.0, ana2 = 0.0
             var worst = (index: 0, analytic: Float(0), numeric: Float(0)), worstErr = -1.0
+            /// The loss with coordinate i moved by e.
+            func lossAt(_ i: Int, _ e: Float) -> Double {
+                perturb(i, e); let l = loss(); perturb(i, -e)
+                return l
+            }
+            var skipped = 0
             for i in idx {
-                perturb(i, eps); let lp = loss()
-                perturb(i, -2 * eps); let lm = loss()
-                perturb(i, eps)
-                let numeric = (lp - lm) / (2 * Double(eps))
+                let lp = lossAt(i, eps), lm = lossAt(i, -eps)
+                var numeric = (lp - lm) / (2 * Double(eps))
+                if skipKinks {
+                    let half = (lossAt(i, eps / 2) - lossAt(i, -eps / 2)) / Double(eps)
+                    if abs(numeric - half) > 0.05 * max(abs(numeric), abs(half)) + 1e-3 { skipped += 1; continue }
+                    numeric = (4 * half - numeric) / 3
+                }
                 let a = Double(analytic(i))
                 num2 += numeric * numeric; ana2 += a * a; diff2 += (a - numeric) * (a - numeric)
                 let e = abs(a - numeric) / max(abs(a) + abs(numeric), 1e-3)
                 if e > worstErr { worstErr = e; worst = (i, Float(a), Float(numeric)) }
             }
-            let rel = diff2.squareRoot() / max(num2.squareRoot(), ana2.squareRoot(), 1e-6)
-            reports.append(Report(name: name, relativeError: rel, worst: worst))
+            var rel = diff2.squareRoot() / max(num2.squareRoot(), ana2.squareRoot(), absoluteFloor)
+            if skipped > max(1, idx.count / 4) { rel = .infinity }   // too many kinks to judge
+            reports.append(Report(name: name + (skipped > 0 ? " (\(skipped) of \(idx.count) probes at kinks)" : ""),
+                                  relativeError: rel, worst: worst))
         }
 
         check(name: "\(layer.kind).dx", count: x.count, analytic: { dx[$0] }, perturb: { x[$0] += $1 })

@@ -4,24 +4,21 @@ import Support
 
 /// The whole network (forward, backward plumbing, loss) against finite differences.
 @Suite struct NetworkGradientTests {
-    @Test(arguments: [true, false])
-    func refcnnEndToEnd(batchNorm: Bool) throws {
-        let spec = ModelSpec(architecture: "refcnn", channels: 2, imageSize: 12, classes: 3, batchNorm: batchNorm)
-        let net = try Architectures.build(spec)
-        net.initializeParameters(seed: 4)
-        let batch = 4
+    /// Probes the first, middle and last coordinate of every parameter tensor of `net` with
+    /// central differences of the summed cross-entropy and compares with backward's gradient.
+    func checkNetwork(_ net: Network, batch: Int, inputScale: Float = 1, seed: UInt64 = 5) {
+        let classes = net.outputShape.count
         net.prepare(maxBatch: batch)
-        var rng = RandomSource(seed: 5)
-        // Large inputs keep the no-BatchNorm variant's gradients well above Float rounding noise.
-        let x = (0..<batch * net.inputShape.count).map { _ in rng.nextGaussian() * (batchNorm ? 1 : 10) }
-        let labels: [Int32] = [0, 2, 1, 1]
-        var d = [Float](repeating: 0, count: batch * 3)
+        var rng = RandomSource(seed: seed)
+        let x = (0..<batch * net.inputShape.count).map { _ in rng.nextGaussian() * inputScale }
+        let labels = (0..<batch).map { Int32(($0 * 2 + 1) % classes) }
+        var d = [Float](repeating: 0, count: batch * classes)
         func loss() -> Double {
             let logits = net.forward(x, batch: batch, mode: .train)
-            return SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: 3).lossSum
+            return SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: classes).lossSum
         }
         let logits = net.forward(x, batch: batch, mode: .train)
-        _ = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: 3, gradScale: 1, dLogits: &d)
+        _ = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: classes, gradScale: 1, dLogits: &d)
         net.store.zeroGradients()
         net.backward(x, dLogits: d, batch: batch, mode: .train)
         let analytic = Array(net.store.gradientBuffer)
@@ -48,5 +45,23 @@ import Support
         #expect(used >= probed * 3 / 4, "too many kinks: \(used) of \(probed) coordinates usable")
         let rel = diff2.squareRoot() / num2.squareRoot()
         #expect(rel < 2e-2, "relative error \(rel)")
+    }
+
+    @Test(arguments: [true, false])
+    func refcnnEndToEnd(batchNorm: Bool) throws {
+        let spec = ModelSpec(architecture: "refcnn", channels: 2, imageSize: 12, classes: 3, batchNorm: batchNorm)
+        let net = try Architectures.build(spec)
+        net.initializeParameters(seed: 4)
+        // Large inputs keep the no-BatchNorm variant's gradients well above Float rounding noise.
+        checkNetwork(net, batch: 4, inputScale: batchNorm ? 1 : 10)
+    }
+
+    /// A tiny resnet18 (stage widths 4, 4, 8, 8: the torchvision structure with basic blocks
+    /// with and without downsample, padded max-pool, global pooling) and a hidden-MLP head.
+    @Test func tinyResNetEndToEnd() throws {
+        let spec = ModelSpec(architecture: "resnet18", channels: 3, imageSize: 20, classes: 3, widths: [4, 4, 8, 8], head: [6])
+        let net = try Architectures.build(spec)
+        net.initializeParameters(seed: 4)
+        checkNetwork(net, batch: 4)
     }
 }

@@ -1,0 +1,69 @@
+import Foundation
+
+/// y = min(max(x, 0), 6), elementwise; any shape (MobileNetV2's activation).
+///
+/// Backward passes the gradient where 0 < y < 6 (PyTorch's `hardtanh_backward` convention:
+/// zero at the two kinks).
+public final class ReLU6: Layer {
+    public let kind = "relu6"
+    private var count = 0
+    public init() {}
+    public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
+                        context: StepContext) {
+        for i in 0..<(batch * count) { y[i] = min(max(x[i], 0), 6) }
+    }
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
+        guard let dx else { return }
+        for i in 0..<(batch * count) { dx[i] = y[i] > 0 && y[i] < 6 ? dy[i] : 0 }
+    }
+}
+
+/// The logistic function σ(x) = 1 / (1 + e^−x), computed without overflow for large |x|.
+@inline(__always) func logistic(_ x: Float) -> Float {
+    if x >= 0 { return 1 / (1 + exp(-x)) }
+    let e = exp(x)
+    return e / (1 + e)
+}
+
+/// y = x·σ(x) (SiLU, "swish"), elementwise; any shape (EfficientNet's activation).
+///
+/// Backward: dx = dy · σ(x)·(1 + x·(1 − σ(x))), from the saved input.
+public final class SiLU: Layer {
+    public let kind = "silu"
+    private var count = 0
+    public init() {}
+    public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
+                        context: StepContext) {
+        for i in 0..<(batch * count) { y[i] = x[i] * logistic(x[i]) }
+    }
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
+        guard let dx else { return }
+        for i in 0..<(batch * count) {
+            let s = logistic(x[i])
+            dx[i] = dy[i] * s * (1 + x[i] * (1 - s))
+        }
+    }
+}
+
+/// y = σ(x) = 1 / (1 + e^−x), elementwise; any shape (squeeze-and-excitation's gate).
+///
+/// Backward: dx = dy · y·(1 − y), from the saved output.
+public final class Sigmoid: Layer {
+    public let kind = "sigmoid"
+    private var count = 0
+    public init() {}
+    public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
+                        context: StepContext) {
+        for i in 0..<(batch * count) { y[i] = logistic(x[i]) }
+    }
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
+        guard let dx else { return }
+        for i in 0..<(batch * count) { dx[i] = dy[i] * y[i] * (1 - y[i]) }
+    }
+}

@@ -1,0 +1,110 @@
+/// A layer built from named sub-layers. Its tensors are the sub-layers' tensors, named
+/// "<sub-layer>.<tensor>" (e.g. "conv1.weight", "downsample.0.weight"), in sub-layer order.
+public protocol CompositeLayer: Layer {
+    /// The sub-layers, named relative to this layer, in parameter order.
+    var sublayers: [NamedLayer] { get }
+}
+
+extension Array where Element == NamedLayer {
+    /// The sub-layers' parameter specs, named "<sub-layer>.<tensor>" (just "<tensor>" for an unnamed one).
+    var prefixedParameterSpecs: [ParameterSpec] {
+        flatMap { l in l.layer.parameterSpecs.map { s in var s = s; s.name = Self.join(l.name, s.name); return s } }
+    }
+
+    var prefixedStateSpecs: [StateSpec] {
+        flatMap { l in l.layer.stateSpecs.map { s in var s = s; s.name = Self.join(l.name, s.name); return s } }
+    }
+
+    /// Hands each sub-layer its slice of `binding` (which follows `prefixedParameterSpecs` order).
+    func bindEach(_ binding: ParameterBinding) {
+        var p = 0, s = 0
+        for l in self {
+            let np = l.layer.parameterSpecs.count, ns = l.layer.stateSpecs.count
+            l.layer.bind(ParameterBinding(parameters: [UnsafeMutablePointer<Float>](binding.parameters[p..<p + np]),
+                                          gradients: [UnsafeMutablePointer<Float>](binding.gradients[p..<p + np]),
+                                          state: [UnsafeMutablePointer<Float>](binding.state[s..<s + ns])))
+            p += np; s += ns
+        }
+    }
+
+    static func join(_ prefix: String, _ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+}
+
+/// A zero-filled Float allocation a layer owns for its activations or gradients.
+final class FloatBuffer {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    init(count: Int) {
+        self.count = max(count, 1)
+        pointer = .allocate(capacity: self.count)
+        pointer.initialize(repeating: 0, count: self.count)
+    }
+    deinit { pointer.deallocate() }
+}
+
+/// Sub-layers applied one after another (PyTorch `nn.Sequential`), with its own activation
+/// memory: the last sub-layer writes straight into the caller's `y`, the others into buffers
+/// allocated by `prepare`. Sub-layers are named as in torchvision ("0", "1", … or "conv1", "bn1", …).
+///
+///     let block = Sequential([NamedLayer("0", Conv2d(outChannels: 32, kernel: 3, padding: 1, bias: false)),
+///                             NamedLayer("1", BatchNorm2d()), NamedLayer("2", ReLU6())])
+///
+/// x: [batch, input] → y: [batch, output of the last sub-layer].
+public final class Sequential: CompositeLayer {
+    public let kind = "sequential"
+    public let sublayers: [NamedLayer]
+    /// Output shape of each sub-layer (after `configure`).
+    public private(set) var shapes: [FeatureShape] = []
+    private var outputs: [FloatBuffer] = []
+    private var gradA: FloatBuffer?, gradB: FloatBuffer?
+
+    public init(_ sublayers: [NamedLayer]) { self.sublayers = sublayers }
+
+    public func configure(input: FeatureShape) throws -> FeatureShape {
+        guard !sublayers.isEmpty else {
+            throw ModelError.invalidShape(layer: kind, input: input, reason: "no sub-layers")
+        }
+        var shape = input
+        shapes = []
+        for l in sublayers {
+            shape = try l.layer.configure(input: shape)
+            shapes.append(shape)
+        }
+        return shape
+    }
+
+    public var parameterSpecs: [ParameterSpec] { sublayers.prefixedParameterSpecs }
+    public var stateSpecs: [StateSpec] { sublayers.prefixedStateSpecs }
+    public func bind(_ binding: ParameterBinding) { sublayers.bindEach(binding) }
+
+    public func prepare(maxBatch: Int) {
+        outputs = shapes.dropLast().map { FloatBuffer(count: maxBatch * $0.count) }
+        let largest = shapes.dropLast().map(\.count).max() ?? 0
+        gradA = largest > 0 ? FloatBuffer(count: maxBatch * largest) : nil
+        gradB = largest > 0 ? FloatBuffer(count: maxBatch * largest) : nil
+        for l in sublayers { l.layer.prepare(maxBatch: maxBatch) }
+    }
+
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
+                        context: StepContext) {
+        var input = x
+        for (i, l) in sublayers.enumerated() {
+            let out = i == sublayers.count - 1 ? y : outputs[i].pointer
+            l.layer.forward(input, out, batch: batch, mode: mode, context: context)
+            input = UnsafePointer(out)
+        }
+    }
+
+    public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
+        var g = dy, useA = true
+        for i in stride(from: sublayers.count - 1, through: 0, by: -1) {
+            let xi = i == 0 ? x : UnsafePointer(outputs[i - 1].pointer)
+            let yi = i == sublayers.count - 1 ? y : UnsafePointer(outputs[i].pointer)
+            let dxi = i == 0 ? dx : (useA ? gradA! : gradB!).pointer
+            sublayers[i].layer.backward(x: xi, y: yi, dy: g, dx: dxi, batch: batch, mode: mode)
+            if let dxi { g = UnsafePointer(dxi) }
+            useA.toggle()
+        }
+    }
+}
