@@ -1,12 +1,14 @@
 import COpenBLAS
 
 /// Portable convolution: planar NCHW activations, one image at a time through im2col and an
-/// OpenBLAS sgemm (one GEMM per image measured faster than batching images into one GEMM here).
+/// OpenBLAS sgemm (one GEMM per image measured faster than batching images into one GEMM here);
+/// grouped convolutions run one GEMM per group, depthwise ones (groups = channels) direct loops.
 public struct Im2colGEMMBackend: ConvolutionBackend {
     public let name = "openblas"
     public init() {}
     public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel {
-        Im2colGEMMKernel(geometry)
+        let depthwise = geometry.groups > 1 && geometry.groups == geometry.input.channels && geometry.groups == geometry.outChannels
+        return depthwise ? DepthwiseKernel(geometry) : Im2colGEMMKernel(geometry)
     }
 }
 

@@ -79,10 +79,17 @@ public final class Network {
     /// Fills parameters from their initializers with a seeded generator (identical on every rank
     /// for the same seed; rank 0's values are broadcast anyway).
     public func initializeParameters(seed: UInt64) {
+        initialize(slots: Array(store.slots.indices), seed: seed)
+        store.optimizerState.update(repeating: 0, count: store.count)
+        store.zeroGradients()
+    }
+
+    /// Re-draws the given parameter tensors (indices into `store.slots`) from their initializers.
+    func initialize(slots indices: [Int], seed: UInt64) {
         var rng = RandomSource(seed: seed, stream: 0x1417)
-        var specs = specsPerLayer.flatMap { $0 }.makeIterator()
-        for slot in store.slots {
-            guard let spec = specs.next() else { break }
+        let specs = specsPerLayer.flatMap { $0 }
+        for index in indices {
+            let spec = specs[index], slot = store.slots[index]
             let p = store.parameters + slot.range.lowerBound
             switch spec.initializer {
             case let .uniform(bound):
@@ -93,8 +100,6 @@ public final class Network {
                 p.update(repeating: v, count: spec.count)
             }
         }
-        store.optimizerState.update(repeating: 0, count: store.count)
-        store.zeroGradients()
     }
 
     /// Allocates activation and gradient memory for batches of up to `maxBatch` samples.

@@ -267,3 +267,35 @@ import Support
         #expect(y.allSatisfy { $0 == 2 })
     }
 }
+
+extension ZooLayerTests {
+    /// The direct depthwise kernel against the grouped im2col + GEMM kernel (the plain version):
+    /// forward, input gradient and accumulated weight and bias gradients.
+    @Test(arguments: [(3, 1, 1), (3, 2, 1), (5, 1, 2), (5, 2, 2), (3, 2, 0), (1, 1, 0)])
+    func depthwiseKernelMatchesIm2col(kernel: Int, stride: Int, padding: Int) {
+        let g = ConvGeometry(input: FeatureShape(channels: 5, height: 9, width: 7), outChannels: 5, kernel: kernel,
+                             stride: stride, padding: padding, groups: 5)
+        let batch = 2
+        var rng = RandomSource(seed: 21)
+        let x = (0..<batch * g.input.count).map { _ in rng.nextGaussian() }
+        let w = (0..<g.weightCount).map { _ in rng.nextGaussian() }
+        let b = (0..<5).map { _ in rng.nextGaussian() }
+        let dy = (0..<batch * g.output.count).map { _ in rng.nextGaussian() }
+        let kernels: [ConvolutionKernel] = [DepthwiseKernel(g), Im2colGEMMKernel(g)]
+        #expect(ConvolutionBackends.portable.makeKernel(g, maxBatch: batch) is DepthwiseKernel)
+        var results: [[[Float]]] = []
+        for k in kernels {
+            var y = [Float](repeating: 0, count: batch * g.output.count)
+            var dx = [Float](repeating: 0, count: batch * g.input.count)
+            var dw = [Float](repeating: 0.5, count: g.weightCount), db = [Float](repeating: 0.25, count: 5)
+            k.forward(x: x, weight: w, bias: b, y: &y, batch: batch)
+            k.backwardData(dy: dy, weight: w, dx: &dx, batch: batch)
+            k.backwardWeights(x: x, dy: dy, dWeight: &dw, dBias: &db, batch: batch)
+            results.append([y, dx, dw, db])
+        }
+        for (a, b) in zip(results[0], results[1]) {
+            #expect(a.count == b.count)
+            #expect(zip(a, b).map { abs($0 - $1) }.max()! < 1e-4)
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 @testable import Model
 import Support
 
@@ -184,5 +185,18 @@ extension ZooTests {
         let net = try Architectures.build(ModelSpec(architecture: "mobilenetv2", channels: 3, imageSize: 32, classes: 10))
         let s = try Architectures.summary(net.spec)
         #expect(s.parameters == net.parameterCount && s.state == net.store.stateCount && s.macsPerSample == net.macsPerSample)
+    }
+}
+
+extension ZooTests {
+    /// Checkpoints written before the zoo fields existed still decode (the new fields are optional).
+    @Test func modelSpecDecodesWithoutTheNewFields() throws {
+        let old = #"{"architecture":"refcnn","channels":3,"imageSize":32,"classes":10,"batchNorm":true,"dropout":0}"#
+        let spec = try JSONDecoder().decode(ModelSpec.self, from: Data(old.utf8))
+        #expect(spec == ModelSpec(architecture: "refcnn", channels: 3, imageSize: 32, classes: 10))
+        #expect(spec.head == nil && spec.headDropout == nil && spec.stochasticDepth == nil)
+        let zoo = ModelSpec(architecture: "efficientnet-b0", channels: 3, imageSize: 64, classes: 5, head: [128], headDropout: 0.3,
+                            stochasticDepth: 0.1)
+        #expect(try JSONDecoder().decode(ModelSpec.self, from: JSONEncoder().encode(zoo)) == zoo)
     }
 }
