@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dist
+import Model
 import Training
 
 struct TrainCommand: ParsableCommand {
@@ -30,7 +31,10 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Manifest field holding the image reference (path, file:// or http(s):// URL).") var imageField = "image"
     @Option(help: "Manifest field holding the label.") var labelField = "label"
     @Option(help: "Manifest field whose records must stay together (cv folds).") var groupField: String?
-    @Option(help: "Architecture: refcnn, cnn-small.") var model = "refcnn"
+    @Option(help: "Architecture (see `distrainer models`): \(Architectures.names.joined(separator: ", ")).") var model = "refcnn"
+    @Option(help: "Hidden widths of an MLP classifier head, e.g. 512,128 (BatchNorm1d + ReLU + dropout each).") var head: String?
+    @Option(help: "Dropout inside the classifier head.") var headDropout: Float?
+    @Option(help: "Initial weights: a torchvision-style .safetensors state dict (matched by name; the classifier is re-initialised when the class count differs).") var pretrained: String?
     @Option(help: "Stage widths for cnn-small, e.g. 32,64,128.") var widths: String?
     @Flag(help: "Build the model without BatchNorm.") var noBatchnorm = false
     @Option(help: "Dropout before the classifier.") var dropout: Float = 0
@@ -67,6 +71,9 @@ struct TrainingOptionGroup: ParsableArguments {
         o.labelField = labelField
         o.groupField = groupField
         o.model = model
+        o.head = try head.map { try parseList($0, name: "head") }
+        o.headDropout = headDropout
+        o.pretrained = pretrained
         o.widths = try widths.map { try parseList($0, name: "widths") }
         o.batchNorm = !noBatchnorm
         o.dropout = dropout

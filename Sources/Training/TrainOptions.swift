@@ -21,6 +21,11 @@ public struct TrainOptions: Codable, Sendable {
     public var widths: [Int]? = nil
     public var batchNorm = true
     public var dropout: Float = 0
+    /// Hidden widths of an MLP classifier head (BatchNorm1d + ReLU + dropout each).
+    public var head: [Int]? = nil
+    public var headDropout: Float? = nil
+    /// Torchvision-style safetensors weights loaded (by tensor name) before training.
+    public var pretrained: String? = nil
     public var channels = 3
     public var imageSize = 32
     public var mean: [Float] = [0.5]
@@ -76,6 +81,8 @@ public struct TrainOptions: Codable, Sendable {
         r["label_field"] = labelField
         if let g = groupField { r["group_field"] = g }
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
+        if let h = head { r["head"] = h.map { "\($0)" }.joined(separator: ",") }
+        if let p = pretrained { r["pretrained"] = p }
         if let m = maxSteps { r["max_steps"] = "\(m)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }

@@ -95,10 +95,17 @@ public final class Trainer {
         }
 
         // 2. The model, identical on every rank; or the run's own last checkpoint.
-        let spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize,
+        var spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize,
                              classes: classes, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
+        spec.head = o.head
+        spec.headDropout = o.headDropout
         let net = try Architectures.build(spec)
         net.initializeParameters(seed: o.seed)
+        if let pretrained = o.pretrained, isRoot {
+            // Rank 0 loads; the broadcast below gives every rank the same weights.
+            let report = try net.loadPretrained(path: pretrained, seed: o.seed)
+            log("pretrained \(pretrained): \(report)")
+        }
         var history: [[String: Any]] = []
         // [global step, virtual shards, epoch loss sum, correct, seen] as the coordinator found them.
         var resume: [Double] = [0, Double(o.virtualShards ?? ShardedSampler.defaultShards(globalBatch: o.batchSize, worldSize: world)), 0, 0, 0]

@@ -174,6 +174,28 @@ import TestSupport
     }
 }
 
+/// Zoo models train under mpirun; torchvision-style safetensors weights load by name.
+@Suite(.serialized) struct ZooTrainTests {
+    @Test func mobilenetTrainsOnTwoRanksFromPretrainedWeights() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 64, test: 16)
+        // "Pretrained" weights: a fresh mobilenetv2 with 1000 classes, written as safetensors.
+        let donor = try Architectures.build(ModelSpec(architecture: "mobilenetv2", channels: 1, imageSize: 32, classes: 1000))
+        donor.initializeParameters(seed: 9)
+        let weights = dir.appendingPathComponent("mobilenet.safetensors").path
+        try donor.exportSafeTensors(to: weights)
+        let run = dir.appendingPathComponent("run")
+        let r = try TestSupport.mpirun(2, ["train", "--train", data.train, "--val", data.test, "--model", "mobilenetv2",
+                                           "--image-size", "32", "--channels", "1", "--epochs", "1", "--batch-size", "16",
+                                           "--pretrained", weights, "--out", run.path, "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("pretrained"), "\(r.stdout)")
+        let c = try Checkpoint.load(path: run.appendingPathComponent("last.ckpt").path)
+        #expect(c.header.model.architecture == "mobilenetv2" && c.header.classes.count == 10)
+        #expect(try Fixtures.history(run).first?["val_count"] as? Int == 16)
+    }
+}
+
 @Suite(.serialized) struct BenchRunTests {
     @Test func benchPrintsThroughputJSON() throws {
         for ranks in [1, 2] {
