@@ -360,3 +360,32 @@ extension ServerTests {
         }
     }
 }
+
+@Suite struct CacheSimulationTests {
+    @Test func cyclicOrderDefeatsLRU() {
+        // 0…9 in the same order every epoch, room for 5: LRU always evicts the next item
+        // needed; Belady keeps 4 items for good plus a churning slot.
+        let epochs = Array(repeating: Array(0..<10), count: 4)
+        #expect(CacheSimulation.hitRates(epochs: epochs, capacity: 5, policy: .lru) == [0, 0, 0, 0])
+        let belady = CacheSimulation.hitRate(epochs: epochs, capacity: 5, policy: .belady, from: 1)
+        let ahead = CacheSimulation.hitRate(epochs: epochs, capacity: 5, policy: .lookAhead, from: 1)
+        #expect(belady >= 0.4 && ahead >= 0.35 && ahead <= belady, "\(ahead) \(belady)")
+        for p in CacheSimulation.Policy.allCases {
+            #expect(CacheSimulation.hitRates(epochs: epochs, capacity: 10, policy: p).dropFirst().allSatisfy { $0 == 1 })
+        }
+    }
+
+    @Test func beladyBoundsTheOthersOnTheSamplerOrder() throws {
+        let sampler = try ShardedSampler(sampleCount: 600, globalBatch: 32, virtualShards: 8, seed: 7)
+        let epochs = (0..<4).map { sampler.accessOrder(rank: 1, worldSize: 2, epoch: $0) }
+        #expect(epochs.allSatisfy { $0.sorted() == sampler.workingSet(rank: 1, worldSize: 2) })
+        for capacity in [30, 150, 240] {
+            let lru = CacheSimulation.hitRate(epochs: epochs, capacity: capacity, policy: .lru, from: 1)
+            let ahead = CacheSimulation.hitRate(epochs: epochs, capacity: capacity, policy: .lookAhead, from: 1)
+            let belady = CacheSimulation.hitRate(epochs: epochs, capacity: capacity, policy: .belady, from: 1)
+            #expect(lru <= ahead && ahead <= belady + 1e-12, "capacity \(capacity): \(lru) \(ahead) \(belady)")
+            // Every sample is seen once per epoch, so no policy can beat capacity / working set.
+            #expect(belady <= Double(capacity) / 300 + 1e-9)
+        }
+    }
+}
