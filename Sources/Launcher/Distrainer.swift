@@ -6,5 +6,5 @@ struct Distrainer: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distrainer",
         abstract: "Distributed image-classification trainer (run under mpirun for data parallelism).",
-        subcommands: [TrainCommand.self, BenchCommand.self, ImportIDXCommand.self, DoctorCommand.self, CacheSimCommand.self])
+        subcommands: [TrainCommand.self, BenchCommand.self, ImportIDXCommand.self, DoctorCommand.self, CacheSimCommand.self, FetchBenchCommand.self])
 }

@@ -53,6 +53,7 @@ def bomb_png():
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def setup(self):
         super().setup()
