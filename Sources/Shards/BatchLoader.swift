@@ -6,6 +6,14 @@ public protocol SampleSource: Sendable {
     var sampleCount: Int { get }
     /// Writes sample `index` into `into` (`sampleCount` floats) and returns its class index.
     func load(_ index: Int, into: UnsafeMutablePointer<Float>) throws -> Int32
+    /// Called by `BatchLoader` on its producer thread with a batch's sample indices before
+    /// their `load` calls, so a source can fetch the whole batch at once (see
+    /// `CachedImageSource`). The default does nothing.
+    func prepare(_ indices: [Int])
+}
+
+extension SampleSource {
+    public func prepare(_ indices: [Int]) {}
 }
 
 /// A sample the loader could not produce, with the reason.
@@ -157,6 +165,7 @@ public final class BatchLoader: @unchecked Sendable {
     /// Decodes `indices` into `slot`, compacting out failed samples. Returns the first failure.
     private func fill(_ slot: LoadedBatch, indices: [Int]) -> Error? {
         let n = indices.count, per = source.sampleCount
+        source.prepare(indices)
         var errors = [Error?](repeating: nil, count: n)
         if workers > 1 && n > 1 {
             errors.withUnsafeMutableBufferPointer { errs in

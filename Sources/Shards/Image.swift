@@ -34,14 +34,20 @@ public struct Image: Sendable, Equatable {
 
 /// Why an image could not be read or decoded. Every case carries `source` (the file path or
 /// URL the bytes came from, or a caller-chosen label) so a message can name the bad file.
+/// The reasons are distinct: empty, wrong type (`notPNG` / `unsupportedFormat`), `truncated`,
+/// `corrupt`, `tooLarge` (a decompression bomb), `io`.
 public enum ImageError: Error, CustomStringConvertible, Equatable {
-    /// The bytes do not start with the PNG signature (and are no other format we recognise).
+    /// The bytes do not start with the PNG signature (and are no other format we recognise);
+    /// only from `PNGCodec.decode` called directly — `ImageDecoder` reports `unsupportedFormat`.
     case notPNG(source: String)
-    /// The bytes are a recognised image format that this build cannot decode (e.g. JPEG, GIF).
+    /// The bytes are not an image format this build decodes (GIF, WebP, HTML, ...); `format`
+    /// names what the magic bytes look like.
     case unsupportedFormat(source: String, format: String)
-    /// A PNG whose content is broken (bad CRC, truncated, bad zlib data, ...); `reason` is
-    /// libpng's message or ours.
-    case corrupt(source: String, reason: String)
+    /// A PNG or JPEG (`format`) whose data ends early; `reason` is the decoder's message.
+    case truncated(source: String, format: String, reason: String)
+    /// A PNG or JPEG (`format`) whose content is broken (bad CRC, bad zlib or Huffman data,
+    /// bogus markers, ...); `reason` is the decoder's message or ours.
+    case corrupt(source: String, format: String, reason: String)
     /// The header declares more than `limit` pixels (a decompression bomb, or simply too big);
     /// rejected before any pixel memory is allocated.
     case tooLarge(source: String, width: Int, height: Int, limit: Int)
@@ -49,13 +55,13 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
     case empty(source: String)
     /// The file could not be opened or read.
     case io(source: String, errno: Int32)
-    /// Encoding failed (bad image dimensions or buffer, or libpng's message).
+    /// Encoding failed (bad image dimensions or buffer, or the encoder's message).
     case encodeFailed(reason: String)
 
     /// The path, URL or label the failing bytes came from.
     public var source: String {
         switch self {
-        case let .notPNG(s), let .unsupportedFormat(s, _), let .corrupt(s, _),
+        case let .notPNG(s), let .unsupportedFormat(s, _), let .truncated(s, _, _), let .corrupt(s, _, _),
              let .tooLarge(s, _, _, _), let .empty(s), let .io(s, _):
             return s
         case .encodeFailed: return "<encode>"
@@ -67,9 +73,11 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
         case let .notPNG(s):
             return "\(s): not a PNG file (bad signature)"
         case let .unsupportedFormat(s, f):
-            return "\(s): \(f) images are not supported (only PNG)"
-        case let .corrupt(s, r):
-            return "\(s): corrupt PNG: \(r)"
+            return "\(s): unsupported image format: \(f) (PNG and JPEG are supported)"
+        case let .truncated(s, f, r):
+            return "\(s): truncated \(f): \(r)"
+        case let .corrupt(s, f, r):
+            return "\(s): corrupt \(f): \(r)"
         case let .tooLarge(s, w, h, l):
             return "\(s): image too large: \(w)x\(h) = \(w * h) pixels exceeds the limit of \(l)"
         case let .empty(s):
@@ -77,7 +85,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
         case let .io(s, e):
             return "\(s): \(String(cString: strerror(e)))"
         case let .encodeFailed(r):
-            return "PNG encode failed: \(r)"
+            return "image encode failed: \(r)"
         }
     }
 }

@@ -5,14 +5,14 @@ import Darwin
 #endif
 
 /// Reading image files from disk. The format is recognised from the content, not the file
-/// name; PNG is decoded now (JPEG will follow), other formats give
-/// `ImageError.unsupportedFormat` / `.notPNG`. Every error names the path.
+/// name (PNG or JPEG, see `ImageDecoder`); other formats give `ImageError.unsupportedFormat`.
+/// Every error names the path.
 public enum ImageFile {
     /// Loads and decodes the image at `path` into `channels` (1 = gray, 3 = RGB) 8-bit channels;
-    /// see `PNGCodec` for the conversion rules and the `maxPixels` guard.
+    /// see `ImageDecoder` for the errors and the `maxPixels` guard.
     public static func load(path: String, channels: Int, maxPixels: Int = PNGCodec.defaultMaxPixels) throws -> Image {
         let bytes = try readBytes(path: path)
-        return try PNGCodec.decode(bytes, channels: channels, maxPixels: maxPixels, source: path)
+        return try ImageDecoder.decode(bytes, channels: channels, maxPixels: maxPixels, source: path)
     }
 
     /// The whole content of `path` (errors: `ImageError.io` with the path and errno).

@@ -46,14 +46,14 @@ public enum PNGCodec {
         guard png_image_begin_read_from_memory(&image, base, bytes.count) != 0 else {
             let message = messageOf(&image)
             png_image_free(&image)
-            throw ImageError.corrupt(source: source, reason: message)
+            throw failure(source: source, message: message)
         }
         let width = Int(image.width), height = Int(image.height)
         // Decompression-bomb guard: decide from the header alone, before allocating.
         if width * height > maxPixels || width <= 0 || height <= 0 {
             png_image_free(&image)
             if width <= 0 || height <= 0 {
-                throw ImageError.corrupt(source: source, reason: "zero width or height")
+                throw ImageError.corrupt(source: source, format: "PNG", reason: "zero width or height")
             }
             throw ImageError.tooLarge(source: source, width: width, height: height, limit: maxPixels)
         }
@@ -70,7 +70,7 @@ public enum PNGCodec {
         let size = Int(cpng_image_size(&image))
         guard size == width * height * naturalChannels else {
             png_image_free(&image)
-            throw ImageError.corrupt(source: source, reason: "unexpected buffer size \(size)")
+            throw ImageError.corrupt(source: source, format: "PNG", reason: "unexpected buffer size \(size)")
         }
 
         var failure: String?
@@ -82,7 +82,7 @@ public enum PNGCodec {
             count = size
         }
         png_image_free(&image)  // finish_read already frees; harmless and covers every path
-        if let failure { throw ImageError.corrupt(source: source, reason: failure) }
+        if let failure { throw Self.failure(source: source, message: failure) }
 
         let pixels = convert(decoded, pixelCount: width * height, from: naturalChannels, to: channels)
         return Image(width: width, height: height, channels: channels, pixels: pixels)
@@ -150,7 +150,7 @@ public enum PNGCodec {
         var matches = true
         for i in 0..<n where bytes[i] != signature[i] { matches = false; break }
         if matches {
-            if bytes.count < 8 { throw ImageError.corrupt(source: source, reason: "truncated signature (\(bytes.count) bytes)") }
+            if bytes.count < 8 { throw ImageError.truncated(source: source, format: "PNG", reason: "signature cut after \(bytes.count) bytes") }
             return
         }
         if let format = sniffOtherFormat(bytes) {
@@ -172,6 +172,15 @@ public enum PNGCodec {
         if starts([0x49, 0x49, 0x2A, 0x00]) || starts([0x4D, 0x4D, 0x00, 0x2A]) { return "TIFF" }
         if starts(Array("BM".utf8)) && b.count >= 26 { return "BMP" }
         return nil
+    }
+
+    /// The error for a failed read: libpng's memory reader says "read beyond end of data" when
+    /// the bytes stop early (and "Not enough image data" when the IDAT stream does).
+    static func failure(source: String, message: String) -> ImageError {
+        if message.contains("beyond end of data") || message.contains("Not enough image data") {
+            return .truncated(source: source, format: "PNG", reason: message)
+        }
+        return .corrupt(source: source, format: "PNG", reason: message)
     }
 
     static func messageOf(_ image: inout png_image) -> String {

@@ -27,30 +27,81 @@ public enum Preprocess {
         precondition((mean.count == c || mean.count == 1) && (std.count == c || std.count == 1),
                      "resizeNormalize: mean/std need \(c) entries (or 1)")
 
-        let xTaps = taps(inSize: w, outSize: size), yTaps = taps(inSize: h, outSize: size)
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * size) { xStart in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: size * xTaps) { xWeights in
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * size) { yStart in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: size * yTaps) { yWeights in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: w * c + 2 * c) { scratch in
-            let xs = xStart.baseAddress!, xw = xWeights.baseAddress!
-            let ys = yStart.baseAddress!, yw = yWeights.baseAddress!
-            computeCoefficients(inSize: w, outSize: size, taps: xTaps, bounds: xs, weights: xw)
-            computeCoefficients(inSize: h, outSize: size, taps: yTaps, bounds: ys, weights: yw)
-            let row = scratch.baseAddress!          // w * c floats: one vertically filtered row
-            let scale = row + w * c, shift = scale + c  // per channel: v * scale + shift
+        if w == size && h == size {
+            normalize(image, into: out, mean: mean, std: std)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * c) { affine in
+            guard let scale = affine.baseAddress else { return }
+            let shift = scale + c  // per channel: v * scale + shift
             for ch in 0..<c {
                 let m = mean.count == 1 ? mean[0] : mean[ch], s = std.count == 1 ? std[0] : std[ch]
                 scale[ch] = 1 / (255 * s)
                 shift[ch] = -m / s
             }
             let plane = size * size
+            resample(image, size: size) { oy, ox, ch, v in   // written planar
+                out[ch * plane + oy * size + ox] = v * scale[ch] + shift[ch]
+            }
+        }
+    }
+
+    /// The same-size case of `resizeNormalize`: `(x / 255 - mean[c]) / std[c]`, HWC → CHW.
+    static func normalize(_ image: Image, into out: UnsafeMutablePointer<Float>, mean: [Float], std: [Float]) {
+        let c = image.channels, plane = image.width * image.height
+        image.pixels.withUnsafeBufferPointer { px in
+            guard let src = px.baseAddress else { return }
+            for ch in 0..<c {
+                let m = mean.count == 1 ? mean[0] : mean[ch], s = std.count == 1 ? std[0] : std[ch]
+                let scale = 1 / (255 * s), shift = -m / s
+                let dst = out + ch * plane
+                for i in 0..<plane { dst[i] = Float(src[i * c + ch]) * scale + shift }
+            }
+        }
+    }
+
+    /// Resizes `image` to `size`×`size` 8-bit pixels (same channels, HWC) with the filter of
+    /// `resizeNormalize`, rounding each result to the nearest integer once (PIL rounds after
+    /// each of its two passes). `resizeNormalize` of the result at the same size then only
+    /// normalises, so a cache can keep images at the model's size in a quarter of the bytes of
+    /// floats; the values differ from resizing straight to floats by at most 0.5/255.
+    public static func resize(_ image: Image, size: Int) -> Image {
+        let c = image.channels, w = image.width, h = image.height
+        precondition(size > 0 && w > 0 && h > 0 && c > 0, "resize: empty image or size")
+        precondition(image.pixels.count == w * h * c, "resize: pixel count does not match the size")
+        if w == size && h == size { return image }
+        var pixels = [UInt8](repeating: 0, count: size * size * c)
+        pixels.withUnsafeMutableBufferPointer { buf in
+            guard let out = buf.baseAddress else { return }
+            resample(image, size: size) { oy, ox, ch, v in
+                out[(oy * size + ox) * c + ch] = UInt8(truncatingIfNeeded: Int32(min(max(v, 0), 255) + 0.5))  // weights are ≥ 0
+            }
+        }
+        return Image(width: size, height: size, channels: c, pixels: pixels)
+    }
+
+    /// The separable triangle filter shared by `resizeNormalize` and `resize`: calls
+    /// `emit(outY, outX, channel, value)` once per output sample, row by row, with the value
+    /// on the 0...255 scale (unrounded). Inlined so `emit` costs no call.
+    @inline(__always)
+    static func resample(_ image: Image, size: Int, _ emit: (Int, Int, Int, Float) -> Void) {
+        let c = image.channels, w = image.width, h = image.height
+        let xTaps = taps(inSize: w, outSize: size), yTaps = taps(inSize: h, outSize: size)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * size) { xStart in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: size * xTaps) { xWeights in
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * size) { yStart in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: size * yTaps) { yWeights in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: w * c) { scratch in
+            guard let xs = xStart.baseAddress, let xw = xWeights.baseAddress, let ys = yStart.baseAddress,
+                  let yw = yWeights.baseAddress, let row = scratch.baseAddress else { return }  // row: one vertically filtered source row
+            computeCoefficients(inSize: w, outSize: size, taps: xTaps, bounds: xs, weights: xw)
+            computeCoefficients(inSize: h, outSize: size, taps: yTaps, bounds: ys, weights: yw)
             image.pixels.withUnsafeBufferPointer { px in
-                let src = px.baseAddress!
+                guard let src = px.baseAddress else { return }
+                let rowLen = w * c
                 for oy in 0..<size {
                     // Vertical pass: combine the contributing source rows into `row`.
                     let y0 = ys[2 * oy], ny = ys[2 * oy + 1], wy = yw + oy * yTaps
-                    let rowLen = w * c
                     do {
                         let r = src + y0 * rowLen, k = wy[0]
                         for i in 0..<rowLen { row[i] = Float(r[i]) * k }
@@ -61,15 +112,14 @@ public enum Preprocess {
                         for i in 0..<rowLen { row[i] += Float(r[i]) * k }
                         t += 1
                     }
-                    // Horizontal pass + normalisation, written planar.
-                    let outRow = out + oy * size
+                    // Horizontal pass.
                     for ox in 0..<size {
                         let x0 = xs[2 * ox], nx = xs[2 * ox + 1], wx = xw + ox * xTaps
                         for ch in 0..<c {
                             var acc: Float = 0
                             var p = row + x0 * c + ch
                             for j in 0..<nx { acc += p.pointee * wx[j]; p += c }
-                            outRow[ch * plane + ox] = acc * scale[ch] + shift[ch]
+                            emit(oy, ox, ch, acc)
                         }
                     }
                 }

@@ -149,9 +149,9 @@ import TestSupport
             if case let .unsupportedFormat(_, f) = $0 { return f == "JPEG" } else { return false }
         }
         expectError(Array(TestFiles.signature.prefix(5)), source: "short.png") {
-            if case .corrupt = $0 { return true } else { return false }
+            if case .truncated = $0 { return true } else { return false }
         }
-        expectError(TestFiles.signature, source: "sig.png") { if case .corrupt = $0 { return true } else { return false } }
+        expectError(TestFiles.signature, source: "sig.png") { if case .truncated = $0 { return true } else { return false } }
     }
 
     @Test func badCRC() {
@@ -172,7 +172,7 @@ import TestSupport
         let png = goodPNG
         for cut in [12, 33, 40, png.count / 2, png.count - 16, png.count - 13] {
             expectError(Array(png.prefix(cut)), source: "cut\(cut).png") {
-                if case .corrupt = $0 { return true } else { return false }
+                if case let .truncated(_, f, _) = $0 { return f == "PNG" } else { return false }
             }
         }
         // libpng stops after the image data (whose CRCs it has checked): a missing or cut IEND

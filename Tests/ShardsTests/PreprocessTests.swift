@@ -87,3 +87,19 @@ import Testing
         for y in 0..<4 { for x in 0..<4 { #expect(abs(out[y * 4 + x] - rows[y]) < 1e-3) } }
     }
 }
+
+@Suite struct ResizeTests {
+    @Test func resizeMatchesResizeNormalizeWithinHalfAStep() {
+        for (w, h, c, size) in [(500, 375, 3, 224), (28, 28, 1, 32), (7, 5, 3, 4), (224, 224, 3, 224)] {
+            let img = Image(width: w, height: h, channels: c, pixels: TestFiles.bytes(w * h * c, seed: UInt64(w)))
+            let small = Preprocess.resize(img, size: size)
+            #expect(small.width == size && small.height == size && small.channels == c)
+            var direct = [Float](repeating: 0, count: c * size * size)
+            var viaBytes = direct
+            direct.withUnsafeMutableBufferPointer { Preprocess.resizeNormalize(img, size: size, mean: [0], std: [1], into: $0.baseAddress!) }
+            viaBytes.withUnsafeMutableBufferPointer { Preprocess.resizeNormalize(small, size: size, mean: [0], std: [1], into: $0.baseAddress!) }
+            let worst = zip(direct, viaBytes).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 0.5 / 255 + 1e-6, "\(w)x\(h)→\(size): \(worst * 255)/255")
+        }
+    }
+}
