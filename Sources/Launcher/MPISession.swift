@@ -44,3 +44,15 @@ func parseList<T: LosslessStringConvertible>(_ text: String, name: String) throw
         return v
     }
 }
+
+/// Parses a byte size: a number with an optional unit (B, KB, MB, GB, TB; powers of 1024).
+func parseBytes(_ text: String, name: String) throws -> Int {
+    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let units: [(String, Double)] = [("TB", 1_099_511_627_776), ("GB", 1_073_741_824), ("MB", 1_048_576), ("KB", 1024), ("B", 1)]
+    for (suffix, factor) in units where t.hasSuffix(suffix) {
+        if let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v >= 0 { return Int(v * factor) }
+        throw ValidationError("--\(name): '\(text)' is not a size such as 512MB or 2GB")
+    }
+    guard let v = Double(t), v >= 0 else { throw ValidationError("--\(name): '\(text)' is not a size such as 512MB or 2GB") }
+    return Int(v)
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dist
 import Model
+import Shards
 import Training
 
 struct TrainCommand: ParsableCommand {
@@ -59,6 +60,13 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
     @Option(help: "Batches prepared ahead.") var prefetch = 3
+    @Option(help: "Per-rank memory cache of decoded images, e.g. 512MB, 2GB (0 disables it).") var cacheMem = "1GB"
+    @Option(help: "Per-rank disk cache of fetched remote images, e.g. 50GB (0 disables it).") var cacheDisk = "0"
+    @Option(help: "Disk cache folder on each host (each rank uses rank-R inside; default under the temp dir, never the run dir).") var cacheDir: String?
+    @Option(help: "Cache eviction: lookahead (evict the image used farthest in the future, from the sampler's plan) or lru.") var cachePolicy = "lookahead"
+    @Option(help: "Remote transfers in flight per rank.") var fetchConcurrency = 16
+    @Option(help: "Per-host request rate limit (tile servers require one).") var maxRequestsPerSec: Double?
+    @Option(help: "Largest image accepted from a URL, e.g. 8MB (default: sized so the disk cache holds two batches, 1–32 MB).") var maxImageBytes: String?
     @Flag(help: "Skip (and report) unreadable images and bad manifest lines instead of stopping.") var skipBadRecords = false
     @Option(help: "With --skip-bad-records: stop when more than this fraction of an epoch's samples fail.") var maxBadFraction = 0.5
     @Flag(help: "Resume from RUN_DIR/last.ckpt at the exact step it was written (any world size dividing its virtual shards); cv skips complete folds.") var resume = false
@@ -101,6 +109,16 @@ struct TrainingOptionGroup: ParsableArguments {
         o.threads = threads ?? defaultThreads()
         o.loaderThreads = loaderThreads
         o.prefetch = prefetch
+        o.cacheMemoryBytes = try parseBytes(cacheMem, name: "cache-mem")
+        o.cacheDiskBytes = try parseBytes(cacheDisk, name: "cache-disk")
+        o.cacheDir = cacheDir
+        guard let policy = ["lru": EvictionPolicy.lru, "lookahead": .lookAhead, "look-ahead": .lookAhead][cachePolicy] else {
+            throw ValidationError("--cache-policy must be lookahead or lru")
+        }
+        o.cachePolicy = policy
+        o.fetchConcurrency = fetchConcurrency
+        o.maxRequestsPerSecond = maxRequestsPerSec
+        o.maxImageBytes = try maxImageBytes.map { try parseBytes($0, name: "max-image-bytes") }
         o.skipBadRecords = skipBadRecords
         o.maxBadFraction = maxBadFraction
         o.resume = resume

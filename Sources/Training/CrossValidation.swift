@@ -176,7 +176,8 @@ public final class CrossValidation {
         let format = try InputFormat(channels: t.channels, imageSize: t.imageSize, mean: t.mean, std: t.std)
         let local = max(1, t.evalBatchSize / comm.size)
         net.prepare(maxBatch: max(net.maxBatch, local))
-        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format), maxBatch: local,
+        let cache = try ImageCache(options: t.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank, localBatch: local))
+        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache), maxBatch: local,
                                  prefetch: t.prefetch, workers: t.loaderThreads, skipFailures: t.skipBadRecords)
         defer { loader.shutdown() }
         let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: local)

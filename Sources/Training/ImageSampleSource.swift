@@ -22,20 +22,24 @@ public struct InputFormat: Codable, Sendable, Equatable {
     }
 }
 
-/// Decodes a manifest's images from files into the model's input.
-struct ImageSampleSource: SampleSource {
+/// A manifest's images (paths, `file:` or `http(s)` URLs) through the rank's `ImageCache`, into
+/// the model's input; a failure names the manifest line and the image reference.
+final class ImageSampleSource: SampleSource, @unchecked Sendable {
     let set: LabeledSet
-    let format: InputFormat
-    var sampleCount: Int { format.sampleCount }
+    let cached: CachedImageSource
+    var sampleCount: Int { cached.sampleCount }
+
+    init(set: LabeledSet, format: InputFormat, cache: ImageCache) {
+        self.set = set
+        cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std)
+    }
+
+    func prepare(_ indices: [Int]) { cached.prepare(indices) }
 
     func load(_ index: Int, into out: UnsafeMutablePointer<Float>) throws -> Int32 {
-        do {
-            let image = try ImageFile.load(path: set.paths[index], channels: format.channels)
-            Preprocess.resizeNormalize(image, size: format.imageSize, mean: format.mean, std: format.std, into: out)
-        } catch {
+        do { return try cached.load(index, into: out) } catch {
             throw TrainingError.badSample("\(set.manifest):\(set.lines[index]): image \"\(set.images[index])\": \(error)")
         }
-        return set.labels[index]
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Shards
 
 /// Everything a `train` run is configured with (the CLI fills it; saved with the run).
@@ -11,6 +12,27 @@ public struct TrainOptions: Codable, Sendable {
     public var imageField = "image"
     public var labelField = "label"
     public var groupField: String? = nil
+
+    /// The per-rank image cache for `rank` processing up to `localBatch` images per step.
+    /// Without `maxImageBytes`, the response cap is sized so the disk tier holds two batches
+    /// (between 1 MB and 32 MB).
+    public func cacheOptions(rank: Int, localBatch: Int) -> ImageCacheOptions {
+        var c = ImageCacheOptions(channels: channels, imageSize: imageSize)
+        c.memoryBytes = cacheMemoryBytes
+        c.diskBytes = cacheDiskBytes
+        c.policy = cachePolicy
+        c.batchSize = localBatch
+        c.decodeWorkers = loaderThreads
+        c.fetch.concurrency = fetchConcurrency
+        c.fetch.maxRequestsPerSecond = maxRequestsPerSecond
+        if let m = maxImageBytes { c.fetch.maxResponseBytes = m }
+        else if cacheDiskBytes > 0 { c.fetch.maxResponseBytes = min(32 << 20, max(1 << 20, cacheDiskBytes / (2 * max(localBatch, 1)))) }
+        if cacheDiskBytes > 0 {
+            let base = cacheDir ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("distrainer-cache")
+            c.directory = (base as NSString).appendingPathComponent("rank-\(rank)")
+        }
+        return c
+    }
 
     /// How manifests are read: fields, and skip or stop on bad lines.
     public var manifestOptions: ManifestOptions {
@@ -54,6 +76,16 @@ public struct TrainOptions: Codable, Sendable {
     public var threads = 1
     public var loaderThreads = 1
     public var prefetch = 3
+    /// Per-rank image cache: memory tier (decoded, resized) and disk tier (fetched files) bounds.
+    public var cacheMemoryBytes = 1 << 30
+    public var cacheDiskBytes = 0
+    /// The disk tier's folder (each rank uses `rank-R` inside it); default under the temp dir.
+    public var cacheDir: String? = nil
+    public var cachePolicy: EvictionPolicy = .lookAhead
+    /// Remote fetching: transfers in flight per rank, per-host request rate, response size cap.
+    public var fetchConcurrency = 16
+    public var maxRequestsPerSecond: Double? = nil
+    public var maxImageBytes: Int? = nil
     public var skipBadRecords = false
     /// With skipBadRecords: stop when more than this fraction of an epoch's samples failed.
     public var maxBadFraction = 0.5
@@ -84,6 +116,9 @@ public struct TrainOptions: Codable, Sendable {
         if let h = head { r["head"] = h.map { "\($0)" }.joined(separator: ",") }
         if let p = pretrained { r["pretrained"] = p }
         if let m = maxSteps { r["max_steps"] = "\(m)" }
+        r["cache_mem"] = "\(cacheMemoryBytes)"; r["cache_disk"] = "\(cacheDiskBytes)"; r["cache_policy"] = cachePolicy.rawValue
+        r["fetch_concurrency"] = "\(fetchConcurrency)"
+        if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
         return r

@@ -148,9 +148,13 @@ public final class Trainer {
         let totalSteps = min(o.maxSteps ?? Int.max, stepsPerEpoch * o.epochs)
         // The schedule spans all epochs; --max-steps only stops early (so a stopped run resumes on schedule).
         let schedule = LearningRateSchedule(kind: o.schedule, baseLR: o.lr, totalSteps: stepsPerEpoch * o.epochs, floor: o.lrFloor)
-        let trainLoader = BatchLoader(source: ImageSampleSource(set: train, format: format), maxBatch: maxLocal,
+        // This rank's own byte-bounded image cache (a limit too small for one batch fails here).
+        let cache = try ImageCache(options: o.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank,
+                                                           localBatch: max(maxLocal, evalLocal)))
+        let trainSource = ImageSampleSource(set: train, format: format, cache: cache)
+        let trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
                                       prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipBadRecords)
-        let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format), maxBatch: evalLocal,
+        let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
                                               prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipBadRecords) }
         defer { trainLoader.shutdown(); valLoader?.shutdown() }
         let progress = ProgressLine(enabled: isRoot && o.progress && isatty(STDERR_FILENO) == 1)
@@ -186,6 +190,10 @@ public final class Trainer {
             let firstStep = globalStep % stepsPerEpoch
             let endStep = min(stepsPerEpoch, totalSteps - epoch * stepsPerEpoch)
             let order = sampler.epoch(epoch)
+            if o.cachePolicy == .lookAhead {
+                trainSource.cached.planEpoch(sampler, epoch: epoch, fromStep: firstStep, rank: comm.rank, worldSize: world)
+            }
+            cache.resetStats()
             trainLoader.start(batches: (firstStep..<endStep).map { order.samples(step: $0, rank: comm.rank, worldSize: world) })
             let t0 = Date()
             var totals = carried
@@ -244,6 +252,14 @@ public final class Trainer {
                 "skipped": Int(sums[3]),
             ]
             if !complete { line["partial"] = true }
+            // This epoch's cache traffic over all ranks (training and validation reads).
+            let st = cache.stats()
+            let c = try comm.allreduce([st.accesses, st.memoryHits + st.diskHits, st.fetches, st.bytesFetched,
+                                        st.memoryEvictions + st.diskEvictions, st.corruptEntries].map(Int64.init), op: .sum)
+            line["cache_accesses"] = Int(c[0]); line["cache_hits"] = Int(c[1])
+            line["cache_hit_rate"] = c[0] > 0 ? Double(c[1]) / Double(c[0]) : 0
+            line["cache_fetches"] = Int(c[2]); line["cache_bytes_fetched"] = Int(c[3])
+            line["cache_evictions"] = Int(c[4]); line["cache_corrupt_entries"] = Int(c[5])
             try averageRunningStatistics(net)
             var valFailures: [SampleFailure] = []
             if let val, let valLoader {
