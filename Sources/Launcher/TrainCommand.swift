@@ -68,7 +68,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Per-host request rate limit (tile servers require one).") var maxRequestsPerSec: Double?
     @Option(help: "Largest image accepted from a URL, e.g. 8MB (default: sized so the disk cache holds two batches, 1–32 MB).") var maxImageBytes: String?
     @Flag(help: "Skip (and report) unreadable images and bad manifest lines instead of stopping.") var skipBadRecords = false
-    @Option(help: "With --skip-bad-records: stop when more than this fraction of an epoch's samples fail.") var maxBadFraction = 0.5
+    @Option(help: "Skip samples whose image cannot be read (listed in failed_samples.jsonl) and stop only when more than this fraction of an epoch's samples fail (default with --skip-bad-records: 0.5).") var maxBadFraction: Double?
     @Flag(help: "Resume from RUN_DIR/last.ckpt at the exact step it was written (any world size dividing its virtual shards); cv skips complete folds.") var resume = false
     @Flag(help: "No progress line.") var quiet = false
 
@@ -120,7 +120,10 @@ struct TrainingOptionGroup: ParsableArguments {
         o.maxRequestsPerSecond = maxRequestsPerSec
         o.maxImageBytes = try maxImageBytes.map { try parseBytes($0, name: "max-image-bytes") }
         o.skipBadRecords = skipBadRecords
-        o.maxBadFraction = maxBadFraction
+        if let maxBadFraction {
+            o.maxBadFraction = maxBadFraction
+            o.skipFailedSamples = true
+        }
         o.resume = resume
         o.progress = !quiet
         return o

@@ -87,8 +87,12 @@ public struct TrainOptions: Codable, Sendable {
     public var maxRequestsPerSecond: Double? = nil
     public var maxImageBytes: Int? = nil
     public var skipBadRecords = false
-    /// With skipBadRecords: stop when more than this fraction of an epoch's samples failed.
+    /// Stop when more than this fraction of an epoch's samples failed to load.
     public var maxBadFraction = 0.5
+    /// Skip (and list in failed_samples.jsonl) samples whose image cannot be read, instead of
+    /// stopping; on with `skipBadRecords` or an explicit `--max-bad-fraction`.
+    public var skipFailedSamples = false
+    var skipsFailures: Bool { skipBadRecords || skipFailedSamples }
     public var resume = false
     public var progress = true
 

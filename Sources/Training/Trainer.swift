@@ -153,9 +153,9 @@ public final class Trainer {
                                                            localBatch: max(maxLocal, evalLocal)))
         let trainSource = ImageSampleSource(set: train, format: format, cache: cache)
         let trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
-                                      prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipBadRecords)
+                                      prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
         let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
-                                              prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipBadRecords) }
+                                              prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
         defer { trainLoader.shutdown(); valLoader?.shutdown() }
         let progress = ProgressLine(enabled: isRoot && o.progress && isatty(STDERR_FILENO) == 1)
         let metric = val != nil ? "val_acc" : "train_acc"
@@ -205,7 +205,7 @@ public final class Trainer {
                 guard let batch = try trainLoader.next() else { break }
                 failures += batch.failures
                 var globalCount = order.batchSize(step: step)
-                if o.skipBadRecords { globalCount = Int(try comm.allreduce([Int64(batch.count)], op: .sum)[0]) }
+                if o.skipsFailures { globalCount = Int(try comm.allreduce([Int64(batch.count)], op: .sum)[0]) }
                 net.store.zeroGradients()
                 if batch.count > 0 {
                     let logits = batch.indices.withUnsafeBufferPointer { ids in
@@ -274,7 +274,7 @@ public final class Trainer {
             }
             try reportFailures(train: failures, trainSet: train, val: valFailures, valSet: val, epoch: epoch + 1, runDir: runDir)
             let scheduled = epochTotals.seen + sums[3]
-            if o.skipBadRecords, scheduled > 0, sums[3] / scheduled > o.maxBadFraction {
+            if o.skipsFailures, scheduled > 0, sums[3] / scheduled > o.maxBadFraction {
                 // Every rank sees the same reduced counts, so every rank stops here together.
                 throw TrainingError.tooManyFailures(String(format: "epoch %d: %d of %.0f samples failed (%.1f%%), above --max-bad-fraction %.2f; see %@",
                                                            epoch + 1, Int(sums[3]), scheduled, 100 * sums[3] / scheduled, o.maxBadFraction,
@@ -322,7 +322,7 @@ public final class Trainer {
     /// failed_samples.jsonl (nothing disappears silently).
     private func reportFailures(train: [SampleFailure], trainSet: LabeledSet, val: [SampleFailure], valSet: LabeledSet?,
                                 epoch: Int, runDir: RunDirectory?) throws {
-        guard options.skipBadRecords else { return }
+        guard options.skipsFailures else { return }
         let mine = train.map { jsonLine(["image": trainSet.images[$0.index], "reason": $0.reason, "rank": comm.rank, "epoch": epoch, "stage": "train"]) }
             + val.map { jsonLine(["image": valSet!.images[$0.index], "reason": $0.reason, "rank": comm.rank, "epoch": epoch, "stage": "val"]) }
         let all = try comm.gather(bytes: Array(mine.joined(separator: "\n").utf8), root: 0)

@@ -1,9 +1,4 @@
 import Foundation
-import Testing
-import TestSupport
-
-/// Tests that start a `FaultServer` live under this suite, which runs them one at a time.
-@Suite(.serialized) struct ServerTests {}
 
 /// `Tests/Fixtures/fault_server.py` run as a child process for one test: it serves the files
 /// of its own fresh temporary folder on 127.0.0.1 (a free port) and injects faults chosen by
@@ -15,15 +10,15 @@ import TestSupport
 ///     try server.put("a.png", bytes)
 ///     fetch(server.url("a.png?fault=500&times=2"))
 ///     #expect(try server.count("/a.png?fault=500&times=2") == 3)
-final class FaultServer: @unchecked Sendable {
-    let root: URL
-    let port: Int
+public final class FaultServer: @unchecked Sendable {
+    public let root: URL
+    public let port: Int
     private let process: Process
     private let stdin: Pipe
     private var stopped = false
 
     /// python3 on `PATH`, or nil (tests then skip with this reason printed).
-    static let python: String? = {
+    public static let python: String? = {
         let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
         for d in dirs {
             let p = "\(d)/python3"
@@ -33,12 +28,12 @@ final class FaultServer: @unchecked Sendable {
         return nil
     }()
 
-    static var available: Bool { python != nil }
+    public static var available: Bool { python != nil }
 
     static let script: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures/fault_server.py").path
 
-    init(maxSeconds: Int = 120) throws {
+    public init(maxSeconds: Int = 120) throws {
         guard let python = Self.python else { throw ServerError("python3 not found") }
         root = try TestSupport.makeTempDir("fault-server")
         process = Process()
@@ -75,7 +70,7 @@ final class FaultServer: @unchecked Sendable {
     deinit { stop() }
 
     /// Ends the server process (and waits for it) and removes its folder.
-    func stop() {
+    public func stop() {
         guard !stopped else { return }
         stopped = true
         try? stdin.fileHandleForWriting.close()
@@ -85,16 +80,16 @@ final class FaultServer: @unchecked Sendable {
     }
 
     /// `http://127.0.0.1:PORT/` + `target` (a path with an optional query, no leading slash).
-    func url(_ target: String) -> String { "http://127.0.0.1:\(port)/\(target)" }
+    public func url(_ target: String) -> String { "http://127.0.0.1:\(port)/\(target)" }
 
     /// Puts a file the server will serve as `/name`.
-    func put(_ name: String, _ bytes: [UInt8]) throws {
+    public func put(_ name: String, _ bytes: [UInt8]) throws {
         try Data(bytes).write(to: root.appendingPathComponent(name))
     }
 
     /// The server's counters: requests per target (path + query as sent), connections accepted
     /// (this stats request's own connection included).
-    func stats() throws -> (requests: [String: Int], connections: Int) {
+    public func stats() throws -> (requests: [String: Int], connections: Int) {
         let body = try rawGet("/__stats")
         guard let obj = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
               let requests = obj["requests"] as? [String: Int], let connections = obj["connections"] as? Int else {
@@ -104,10 +99,10 @@ final class FaultServer: @unchecked Sendable {
     }
 
     /// Requests the server saw for `target` (e.g. "/a.png?fault=500&times=2").
-    func count(_ target: String) throws -> Int { try stats().requests[target] ?? 0 }
+    public func count(_ target: String) throws -> Int { try stats().requests[target] ?? 0 }
 
     /// Zeroes the server's counters.
-    func resetStats() throws { _ = try rawGet("/__reset") }
+    public func resetStats() throws { _ = try rawGet("/__reset") }
 
     /// A minimal HTTP/1.0 GET over a plain socket, independent of the code under test.
     private func rawGet(_ path: String) throws -> [UInt8] {
