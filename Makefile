@@ -19,7 +19,7 @@ EPOCHS ?= 3
 DATA ?= data/fashion-mnist
 RUN ?= runs/demo
 
-.PHONY: deps demo-deps build release test demo bench clean
+.PHONY: deps demo-deps test-deps build release test demo bench clean
 
 # Installs only the packages that are missing (apt-get update once, then install).
 deps:
@@ -42,7 +42,12 @@ release: deps
 # Tests run against an optimised build (end-to-end runs train real models); -enable-testing keeps
 # @testable imports working in release.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
-test: deps demo-deps
+# The HTTP fault server of the streaming tests is a Python 3 script (standard library only).
+test-deps: demo-deps
+	@command -v python3 >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3; }
+
+test: deps test-deps
 	swift build $(TEST_FLAGS) --build-tests
 	swift test $(TEST_FLAGS) --skip-build
 
