@@ -74,6 +74,9 @@ public struct FetchResult: Sendable {
 ///         switch r.result { case .success(let bytes): … case .failure(let e): print(e) }
 ///     }
 ///
+/// A body cut short without a `Content-Length` (connection closed early) cannot be told from a
+/// complete one here; the image decoder then reports it as truncated.
+///
 /// Thread safety: calls are serialised by a lock (one batch runs at a time, with all its
 /// transfers concurrent inside); give each loader thread its own fetcher for parallel batches.
 public final class HTTPFetcher: @unchecked Sendable {
@@ -85,9 +88,14 @@ public final class HTTPFetcher: @unchecked Sendable {
     private var nextSlot: [String: UInt64] = [:]       // host → earliest next request (ns)
     private let protocols: String
 
-    /// Requests sent (each attempt counts) and body bytes received since creation.
-    public private(set) var requestsSent = 0
-    public private(set) var bytesReceived = 0
+    // Counters, updated by the batch that holds `lock`.
+    private var sent = 0
+    private var received = 0
+
+    /// Requests sent (each attempt counts) since creation.
+    public var requestsSent: Int { lock.lock(); defer { lock.unlock() }; return sent }
+    /// Body bytes received (successful responses) since creation.
+    public var bytesReceived: Int { lock.lock(); defer { lock.unlock() }; return received }
 
     private static let globalInit: Bool = curl_global_init(ccurl_global_default()) == CURLE_OK
 
@@ -310,7 +318,7 @@ public final class HTTPFetcher: @unchecked Sendable {
         job.limit = options.maxResponseBytes
         job.overLimit = false
         job.errorBuffer[0] = 0
-        requestsSent += 1
+        sent += 1
 
         _ = ccurl_setopt_string(easy, CURLOPT_URL, job.url)
         _ = ccurl_setopt_string(easy, CURLOPT_PROTOCOLS_STR, protocols)
@@ -351,7 +359,7 @@ public final class HTTPFetcher: @unchecked Sendable {
         switch code {
         case CURLE_OK:
             if (200..<300).contains(status) {
-                bytesReceived += job.body.count
+                received += job.body.count
                 let bytes = job.body
                 job.body = []
                 return .done(FetchResult(source: job.url, attempts: job.attempts, result: .success(bytes)))

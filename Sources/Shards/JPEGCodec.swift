@@ -17,7 +17,8 @@ import Foundation
 ///
 /// Colour conversion is libjpeg's: colour → gray keeps the luma (Y) plane, which is the
 /// ITU-R 601 luma that PIL's `convert("L")` computes from RGB (up to rounding); gray → RGB
-/// replicates the sample. The accurate integer IDCT is used (PIL's default too).
+/// replicates the sample. The accurate integer IDCT is used (PIL's default too). EXIF
+/// orientation is not applied (nor is it by PIL's `Image.open`).
 public enum JPEGCodec {
     /// The first three bytes of every JPEG (SOI marker + the first marker's 0xFF).
     public static let signature: [UInt8] = [0xFF, 0xD8, 0xFF]

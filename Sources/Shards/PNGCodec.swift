@@ -18,7 +18,8 @@ import Foundation
 ///   `(19595 R + 38470 G + 7471 B + 32768) >> 16`; gray → RGB replicates the sample;
 /// - unlike PIL, a `gAMA` chunk that differs from sRGB is honoured (libpng converts to sRGB).
 ///
-/// Corruption in the header or image data (bad CRC, truncation, bad zlib stream) is an error;
+/// Corruption in the header or image data (bad CRC, bad zlib stream) is an error
+/// (`ImageError.corrupt`; data that ends early gives `.truncated`);
 /// libpng stops reading after the image data, so a missing or damaged `IEND` (or anything after
 /// the last `IDAT`) is not noticed. libpng warnings (e.g. a bad ancillary chunk, which it
 /// skips) do not fail the decode.
