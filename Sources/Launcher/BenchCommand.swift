@@ -35,7 +35,7 @@ struct BenchCommand: ParsableCommand {
                 let line = String(decoding: data, as: UTF8.self)
                 print(line)
                 if let json {
-                    if !FileManager.default.fileExists(atPath: json) { FileManager.default.createFile(atPath: json, contents: nil) }
+                    if !FileManager.default.fileExists(atPath: json) { _ = FileManager.default.createFile(atPath: json, contents: nil) }
                     if let h = FileHandle(forWritingAtPath: json) { h.seekToEndOfFile(); h.write(Data((line + "\n").utf8)); try? h.close() }
                 }
             }

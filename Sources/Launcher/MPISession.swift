@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dist
 import Foundation
+import Training
 
 /// Starts MPI (under mpirun, or as a singleton), runs `body` with the world communicator and
 /// finalises. An error on any rank is printed with the rank and the job is stopped cleanly: a
@@ -20,7 +21,10 @@ enum MPISession {
             try MPIRuntime.finish()
             throw code
         } catch {
-            let message = comm.size > 1 ? "distrainer: rank \(comm.rank): error: \(error)\n" : "distrainer: error: \(error)\n"
+            var message = comm.size > 1 ? "distrainer: rank \(comm.rank): error: \(error)\n" : "distrainer: error: \(error)\n"
+            if case TrainingError.coordinatorFailed = error, comm.rank != 0 {
+                message = "distrainer: rank \(comm.rank): stopping: rank 0 could not prepare the data (its message says why)\n"
+            }
             FileHandle.standardError.write(Data(message.utf8))
             if comm.size > 1 { MPIRuntime.abort(code: 1) }
             try? MPIRuntime.finish()
