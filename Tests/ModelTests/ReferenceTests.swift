@@ -5,45 +5,6 @@ import Support
 
 /// Forward passes against plain, independent loops; loss and optimizer against hand-computed values.
 @Suite struct ReferenceTests {
-    /// Direct 7-loop convolution (PyTorch semantics), the independent reference for im2col + GEMM.
-    func naiveConv(x: [Float], w: [Float], b: [Float], g: ConvGeometry, batch: Int) -> [Float] {
-        let C = g.input.channels, H = g.input.height, W = g.input.width, K = g.kernel
-        var y = [Float](repeating: 0, count: batch * g.output.count)
-        for n in 0..<batch { for o in 0..<g.outChannels { for oh in 0..<g.outHeight { for ow in 0..<g.outWidth {
-            var s = b[o]
-            for c in 0..<C { for ki in 0..<K { for kj in 0..<K {
-                let ih = oh * g.stride - g.padding + ki, iw = ow * g.stride - g.padding + kj
-                if ih >= 0 && ih < H && iw >= 0 && iw < W {
-                    s += x[((n * C + c) * H + ih) * W + iw] * w[((o * C + c) * K + ki) * K + kj]
-                }
-            } } }
-            y[((n * g.outChannels + o) * g.outHeight + oh) * g.outWidth + ow] = s
-        } } } }
-        return y
-    }
-
-    @Test(arguments: [(3, 1, 1), (3, 2, 1), (1, 1, 0), (5, 2, 2), (2, 2, 0)])
-    func convMatchesDirectLoops(kernel: Int, stride: Int, padding: Int) throws {
-        var rng = RandomSource(seed: 3)
-        let input = FeatureShape(channels: 3, height: 9, width: 8), batch = 2
-        let conv = Conv2d(outChannels: 5, kernel: kernel, stride: stride, padding: padding)
-        let out = try conv.configure(input: input)
-        let store = ParameterStore(parameterSpecs: conv.parameterSpecs, stateSpecs: [])
-        conv.bind(ParameterBinding(parameters: store.slots.map { store.parameters + $0.range.lowerBound },
-                                   gradients: store.slots.map { store.gradients + $0.range.lowerBound }, state: []))
-        conv.prepare(maxBatch: batch)
-        for i in 0..<store.count { store.parameters[i] = rng.nextGaussian() }
-        let x = (0..<batch * input.count).map { _ in rng.nextGaussian() }
-        var y = [Float](repeating: 0, count: batch * out.count)
-        conv.forward(x, &y, batch: batch, mode: .train, context: StepContext())
-        let g = conv.geometry!
-        let w = Array(store.parameterBuffer[0..<g.weightCount]), b = Array(store.parameterBuffer[g.weightCount...])
-        let ref = naiveConv(x: x, w: w, b: b, g: g, batch: batch)
-        #expect(y.count == ref.count)
-        let maxErr = zip(y, ref).map { abs($0 - $1) }.max()!
-        #expect(maxErr < 1e-4)
-    }
-
     @Test func batchNormTrainingStatistics() throws {
         let bn = BatchNorm2d()
         let input = FeatureShape(channels: 2, height: 2, width: 2)

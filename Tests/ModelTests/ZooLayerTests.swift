@@ -61,7 +61,12 @@ import Support
         return y
     }
 
-    @Test(arguments: groupedCases)
+    /// Dense convolutions (groups = 1; the im2col + GEMM path) and grouped ones against the
+    /// direct loops: (in, out, groups, kernel, stride, padding).
+    static let directLoopCases = [(3, 5, 1, 3, 1, 1), (3, 5, 1, 3, 2, 1), (3, 5, 1, 1, 1, 0), (3, 5, 1, 5, 2, 2),
+                                  (3, 5, 1, 2, 2, 0)] + groupedCases
+
+    @Test(arguments: directLoopCases)
     func groupedConvMatchesDirectLoops(c: (Int, Int, Int, Int, Int, Int)) throws {
         let (cin, cout, groups, k, s, p) = c
         var rng = RandomSource(seed: 3)
