@@ -47,12 +47,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Stop after this many optimizer steps (the schedule still spans --epochs).") var maxSteps: Int?
     @Option(help: "GLOBAL batch size (split across ranks).") var batchSize = 128
     @Option(help: "Global batch size for validation.") var evalBatchSize = 256
-    @Option(help: "Learning rate.") var lr: Float = 0.05
-    @Option(help: "Learning-rate schedule: constant, cosine (per step, to --lr-floor at the end).") var lrSchedule = "constant"
-    @Option(help: "Final learning rate of a decaying schedule.") var lrFloor: Float = 0
-    @Option(help: "SGD momentum.") var momentum: Float = 0.9
-    @Option(help: "Weight decay (weights only, not biases or BatchNorm).") var weightDecay: Float = 0
-    @Flag(help: "Nesterov momentum.") var nesterov = false
+    @OptionGroup(title: "Loss, optimizer and schedule") var recipe: RecipeOptionGroup
     @Option(help: "Seed for initialisation and data order.") var seed: UInt64 = 1
     @Option(help: "Virtual shards of the data order (default: the largest multiple of the rank count ≤ min(batch, 64)); the world size must divide it. A resumed run keeps its own.") var virtualShards: Int?
     @Option(help: "Also write last.ckpt every N optimizer steps (0: at the end of each epoch only).") var checkpointEvery = 0
@@ -93,15 +88,7 @@ struct TrainingOptionGroup: ParsableArguments {
         o.maxSteps = maxSteps
         o.batchSize = batchSize
         o.evalBatchSize = evalBatchSize
-        o.lr = lr
-        guard let kind = LearningRateSchedule.Kind(rawValue: lrSchedule) else {
-            throw ValidationError("--lr-schedule must be one of \(LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        o.schedule = kind
-        o.lrFloor = lrFloor
-        o.momentum = momentum
-        o.weightDecay = weightDecay
-        o.nesterov = nesterov
+        try recipe.apply(to: &o)
         o.seed = seed
         o.virtualShards = virtualShards
         o.checkpointEvery = checkpointEvery

@@ -27,6 +27,15 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
     public var manifestFingerprint: String?
     /// Sums over the current epoch's steps so far (train loss, correct, seen), when written mid-epoch.
     public var epochProgress: [Double]?
+    /// The optimizer whose state follows the parameters ("sgd", "adam", "adamw") and its float
+    /// count; absent in older files, which hold SGD momentum (`parameterCount` floats).
+    public var optimizer: String?
+    public var optimizerStateCount: Int?
+    /// The learning-rate schedule with its state (reduce-on-plateau's current rate and counters).
+    public var schedule: LearningRateSchedule?
+
+    /// The optimizer state layout this file holds.
+    public var resolvedOptimizer: (name: String, count: Int) { (optimizer ?? SGD.stateName, optimizerStateCount ?? parameterCount) }
 
     /// The data order of a run: every rank rebuilds it from these numbers.
     public struct SamplerState: Codable, Equatable, Sendable {
@@ -49,6 +58,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
         self.model = model; self.classes = classes
         parameterCount = network.store.count; stateCount = network.store.stateCount
         tensors = (network.store.slots + network.store.stateSlots).map { TensorEntry(name: $0.name, count: $0.range.count) }
+        optimizer = network.store.optimizerName; optimizerStateCount = network.store.optimizerStateCount
         self.epoch = epoch; self.step = step; self.metrics = metrics
         self.mean = mean; self.std = std; self.options = options
     }
@@ -62,7 +72,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
 ///     u32 format version, u32 reserved
 ///     u64 header length H, then H bytes of JSON (`CheckpointHeader`)
 ///     f32 × parameterCount  parameters
-///     f32 × parameterCount  optimizer state (momentum)
+///     f32 × O               optimizer state (O = optimizerStateCount: SGD momentum, Adam m, v, steps)
 ///     f32 × stateCount      non-trainable state (BatchNorm running mean/var)
 ///     u64 FNV-1a hash of everything above
 ///
@@ -77,7 +87,9 @@ public enum Checkpoint {
         encoder.outputFormatting = [.sortedKeys]
         let json = try encoder.encode(header)
         var data = Data()
-        data.reserveCapacity(32 + json.count + 4 * (2 * network.store.count + network.store.stateCount))
+        precondition(header.resolvedOptimizer == (network.store.optimizerName, network.store.optimizerStateCount),
+                     "checkpoint header describes other optimizer state than the network holds")
+        data.reserveCapacity(32 + json.count + 4 * (network.store.count + network.store.optimizerStateCount + network.store.stateCount))
         data.append(contentsOf: magic)
         appendInteger(&data, UInt32(formatVersion)); appendInteger(&data, UInt32(0))
         appendInteger(&data, UInt64(json.count))
@@ -115,7 +127,9 @@ public enum Checkpoint {
             guard p >= 0, s >= 0, header.tensors.map(\.count).reduce(0, +) == p + s else {
                 throw fail("header tensor sizes do not add up to \(p) parameters + \(s) state")
             }
-            let payload = 4 * (2 * p + s)
+            let o = header.resolvedOptimizer.count
+            guard o >= 0 else { throw fail("negative optimizer state size \(o)") }
+            let payload = 4 * (p + o + s)
             let expected = 24 + headerLength + payload + 8
             guard raw.count == expected else { throw fail("file is \(raw.count) bytes, header implies \(expected) (truncated or corrupt)") }
             let stored = raw.loadUnaligned(fromByteOffset: raw.count - 8, as: UInt64.self).littleEndian
@@ -124,8 +138,8 @@ public enum Checkpoint {
                 (0..<count).map { raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Float.self) }
             }
             let base = 24 + headerLength
-            return Contents(header: header, parameters: floats(base, p), optimizerState: floats(base + 4 * p, p),
-                            state: floats(base + 8 * p, s))
+            return Contents(header: header, parameters: floats(base, p), optimizerState: floats(base + 4 * p, o),
+                            state: floats(base + 4 * (p + o), s))
         }
     }
 
@@ -138,8 +152,16 @@ public enum Checkpoint {
                 ?? "checkpoint has \(contents.header.tensors.count) tensors, model has \(expected.count)"
             throw ModelError.checkpoint(path: path, reason: "does not fit model \(network.spec.architecture): \(detail)")
         }
+        let saved = contents.header.resolvedOptimizer, store = network.store
+        guard saved.name == store.optimizerName else {
+            throw ModelError.checkpoint(path: path, reason: "holds \(saved.name) optimizer state but this run uses --optimizer \(store.optimizerName); "
+                                        + "resuming with a different optimizer is not supported (start a new run)")
+        }
+        guard saved.count == store.optimizerStateCount else {
+            throw ModelError.checkpoint(path: path, reason: "\(saved.name) state has \(saved.count) values, this model needs \(store.optimizerStateCount)")
+        }
         contents.parameters.withUnsafeBufferPointer { network.store.parameters.update(from: $0.baseAddress!, count: $0.count) }
-        contents.optimizerState.withUnsafeBufferPointer { network.store.optimizerState.update(from: $0.baseAddress!, count: $0.count) }
+        if !contents.optimizerState.isEmpty { contents.optimizerState.withUnsafeBufferPointer { network.store.optimizerState.update(from: $0.baseAddress!, count: $0.count) } }
         if !contents.state.isEmpty {
             contents.state.withUnsafeBufferPointer { network.store.state.update(from: $0.baseAddress!, count: $0.count) }
         }

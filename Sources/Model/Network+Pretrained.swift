@@ -86,7 +86,7 @@ extension Network {
             report.loaded.append(slot.name)
         }
         initialize(slots: reinitialize, seed: seed)
-        store.optimizerState.update(repeating: 0, count: store.count)
+        store.optimizerState.update(repeating: 0, count: store.optimizerStateCount)
         return report
     }
 

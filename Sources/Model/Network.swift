@@ -80,7 +80,7 @@ public final class Network {
     /// for the same seed; rank 0's values are broadcast anyway).
     public func initializeParameters(seed: UInt64) {
         initialize(slots: Array(store.slots.indices), seed: seed)
-        store.optimizerState.update(repeating: 0, count: store.count)
+        store.optimizerState.update(repeating: 0, count: store.optimizerStateCount)
         store.zeroGradients()
     }
 

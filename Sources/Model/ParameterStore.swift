@@ -39,13 +39,18 @@ public struct TensorSlot: Sendable {
     public var name: String
     public var range: Range<Int>
     public var decays: Bool
+    /// Learning-rate multiplier of this tensor (0 = frozen: no gradient work, no update).
+    public var lrScale: Float = 1
     /// PyTorch shape (product = `range.count`).
     public var shape: [Int] = []
 }
 
 /// All of a network's numbers in a few flat allocations with one layout:
-/// `parameters`, `gradients` and `optimizerState` (momentum) are parallel arrays, so zeroing the
-/// gradients is one memset, the optimizer is one loop and the gradient allreduce is one buffer.
+/// `parameters` and `gradients` are parallel arrays, so zeroing the gradients is one memset, the
+/// optimizer is one loop and the gradient allreduce is one buffer. `optimizerState` holds ALL of
+/// the optimizer's state in the layout the optimizer chose (`Optimizer.prepare`): SGD's momentum
+/// (`count` floats, the default layout), Adam's m and v (2 × `count`) and its step counts; so
+/// checkpoints and the rank-0 broadcast carry it unchanged.
 /// `state` holds non-trainable tensors (BatchNorm running mean/var), averaged across ranks and
 /// saved in checkpoints but never touched by the optimizer.
 ///
@@ -55,7 +60,10 @@ public final class ParameterStore {
     public let stateCount: Int
     public let parameters: UnsafeMutablePointer<Float>
     public let gradients: UnsafeMutablePointer<Float>
-    public let optimizerState: UnsafeMutablePointer<Float>
+    /// The optimizer's state: `optimizerStateCount` floats laid out by optimizer `optimizerName`.
+    public private(set) var optimizerState: UnsafeMutablePointer<Float>
+    public private(set) var optimizerStateCount: Int
+    public private(set) var optimizerName = SGD.stateName
     public let state: UnsafeMutablePointer<Float>
     public private(set) var slots: [TensorSlot]
     public private(set) var stateSlots: [TensorSlot]
@@ -78,6 +86,7 @@ public final class ParameterStore {
         parameters = .allocate(capacity: max(count, 1))
         gradients = .allocate(capacity: max(count, 1))
         optimizerState = .allocate(capacity: max(count, 1))
+        optimizerStateCount = count
         state = .allocate(capacity: max(stateCount, 1))
         parameters.initialize(repeating: 0, count: max(count, 1))
         gradients.initialize(repeating: 0, count: max(count, 1))
@@ -92,11 +101,24 @@ public final class ParameterStore {
         parameters.deallocate(); gradients.deallocate(); optimizerState.deallocate(); state.deallocate()
     }
 
+    /// Gives `optimizerState` room for `stateCount` floats of optimizer `name`, all zero (before
+    /// training starts: a checkpoint or the rank-0 broadcast then fills it). Layers never point into it.
+    public func allocateOptimizerState(name: String, count stateCount: Int) {
+        if stateCount != optimizerStateCount {
+            optimizerState.deallocate()
+            optimizerState = .allocate(capacity: max(stateCount, 1))
+            optimizerState.initialize(repeating: 0, count: max(stateCount, 1))
+            optimizerStateCount = stateCount
+        }
+        optimizerState.update(repeating: 0, count: stateCount)
+        optimizerName = name
+    }
+
     /// Sets every gradient to zero (one memset).
     public func zeroGradients() { gradients.update(repeating: 0, count: count) }
 
     public var parameterBuffer: UnsafeMutableBufferPointer<Float> { .init(start: parameters, count: count) }
     public var gradientBuffer: UnsafeMutableBufferPointer<Float> { .init(start: gradients, count: count) }
-    public var optimizerStateBuffer: UnsafeMutableBufferPointer<Float> { .init(start: optimizerState, count: count) }
+    public var optimizerStateBuffer: UnsafeMutableBufferPointer<Float> { .init(start: optimizerState, count: optimizerStateCount) }
     public var stateBuffer: UnsafeMutableBufferPointer<Float> { .init(start: state, count: stateCount) }
 }

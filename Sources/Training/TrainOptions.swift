@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Shards
 
 /// Everything a `train` run is configured with (the CLI fills it; saved with the run).
@@ -60,11 +61,39 @@ public struct TrainOptions: Codable, Sendable {
     public var evalBatchSize = 256
     public var lr: Float = 0.05
     public var schedule: LearningRateSchedule.Kind = .constant
-    /// Lowest rate of a decaying schedule.
+    /// Lowest rate of a decaying schedule (cosine's floor, plateau's minimum).
     public var lrFloor: Float = 0
     public var momentum: Float = 0.9
     public var weightDecay: Float = 0
     public var nesterov = false
+    // Losses, optimizers and schedules (factories in TrainOptions+Recipe.swift).
+    /// Learning rate per 256 images: the rate is lrBase · batchSize / 256 (overrides `lr`).
+    public var lrBase: Float? = nil
+    public var optimizer: OptimizerKind = .sgd
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    /// Linear warm-up, in epochs (may be fractional) or steps (not both).
+    public var warmupEpochs: Double? = nil
+    public var warmupSteps: Int? = nil
+    /// `step`: epochs between reductions; `step`, `multistep`, `plateau`: factor per reduction.
+    public var stepSize = 30
+    public var gamma: Float = 0.1
+    /// `multistep`: epochs at which the rate is multiplied by `gamma`.
+    public var milestones: [Int] = []
+    /// Reduce-on-plateau: the monitored metric (nil: val_loss with a validation set, else train_loss).
+    public var plateauMetric: String? = nil
+    public var plateauPatience = 10
+    public var plateauThreshold = 1e-4
+    public var plateauCooldown = 0
+    public var loss: LossKind = .ce
+    public var focalGamma: Float = 2
+    /// Focal α: one value for every class, or one per class.
+    public var focalAlpha: [Float]? = nil
+    public var labelSmoothing: Float = 0
+    /// Class weights of weighted-ce: "auto" (balanced, from the training counts), "effective"
+    /// (effective number of samples), or a class_weights.json file (its "balanced" weights).
+    public var classWeights = "auto"
     public var seed: UInt64 = 1
     /// Virtual shards of the sampler (nil: a default from the batch and world size; a resumed
     /// run keeps its checkpoint's value).
@@ -125,6 +154,7 @@ public struct TrainOptions: Codable, Sendable {
         if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
+        r.merge(recipeRecord) { a, _ in a }
         return r
     }
 }

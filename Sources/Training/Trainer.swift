@@ -79,11 +79,13 @@ public final class Trainer {
         let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
         let train = data.train, val = data.val, classNames = data.classes
         let classes = classNames.count
+        var counts = [Int](repeating: 0, count: classes)
+        for l in train.labels { counts[Int(l)] += 1 }
+        let loss = try o.makeLoss(classes: classNames, counts: counts)
+        let optimizer = o.makeOptimizer()
         if isRoot, let runDir {
             try ClassList(names: classNames).save(to: runDir.file("classes.json"))
             // Class weights of the training data (used by weighted losses), saved with the run.
-            var counts = [Int](repeating: 0, count: classes)
-            for l in train.labels { counts[Int(l)] += 1 }
             try ClassWeights(classes: classNames, counts: counts).save(to: runDir.file("class_weights.json"))
             try runDir.writeJSON(o.record.merging(["train_fingerprint": train.fingerprint ?? ""]) { a, _ in a }, to: "options.json")
             let rejected = train.rejected + (val?.rejected ?? [])
@@ -106,9 +108,12 @@ public final class Trainer {
             let report = try net.loadPretrained(path: pretrained, seed: o.seed)
             log("pretrained \(pretrained): \(report)")
         }
+        optimizer.prepare(net.store)
         var history: [[String: Any]] = []
-        // [global step, virtual shards, epoch loss sum, correct, seen] as the coordinator found them.
+        // [global step, virtual shards, epoch loss sum, correct, seen, schedule state…] as the coordinator found them.
+        let freshSchedule = LearningRateSchedule(kind: o.schedule, baseLR: 0, totalSteps: 1).stateVector
         var resume: [Double] = [0, Double(o.virtualShards ?? ShardedSampler.defaultShards(globalBatch: o.batchSize, worldSize: world)), 0, 0, 0]
+            + freshSchedule
         if o.resume, isRoot, let runDir, FileManager.default.fileExists(atPath: runDir.file("last.ckpt")) {
             let path = runDir.file("last.ckpt")
             let contents = try Checkpoint.load(path: path)
@@ -122,7 +127,7 @@ public final class Trainer {
                 log("warning: \(path) was trained on a different training manifest (fingerprint \(old.prefix(12))…, now \(now.prefix(12))…); resuming anyway")
             }
             try Checkpoint.apply(contents, to: net, path: path)
-            resume = [Double(h.step), Double(s.virtualShards)] + (h.epochProgress ?? [0, 0, 0])
+            resume = [Double(h.step), Double(s.virtualShards)] + (h.epochProgress ?? [0, 0, 0]) + (h.schedule?.stateVector ?? freshSchedule)
             history = runDir.readHistory().filter { ($0["steps"] as? Int ?? 0) <= h.step }
             log("resuming \(o.outDir) at step \(h.step) (epoch \(h.epoch)), virtual shards \(s.virtualShards)")
         }
@@ -143,11 +148,14 @@ public final class Trainer {
         let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(maxLocal, evalLocal))
         defer { dLogits.deallocate(); predicted.deallocate() }
         let reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
-        let optimizer = SGD(momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov)
         let stepsPerEpoch = sampler.stepsPerEpoch
         let totalSteps = min(o.maxSteps ?? Int.max, stepsPerEpoch * o.epochs)
         // The schedule spans all epochs; --max-steps only stops early (so a stopped run resumes on schedule).
-        let schedule = LearningRateSchedule(kind: o.schedule, baseLR: o.lr, totalSteps: stepsPerEpoch * o.epochs, floor: o.lrFloor)
+        var schedule = try o.makeSchedule(stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * o.epochs, hasValidation: val != nil)
+        schedule.setState(Array(resume[5...]))
+        let plateauMetric = o.plateauMonitor(hasValidation: val != nil)
+        let weightSum = UnsafeMutableBufferPointer<Double>.allocate(capacity: 1)
+        defer { weightSum.deallocate() }
         // This rank's own byte-bounded image cache (a limit too small for one batch fails here).
         let cache = try ImageCache(options: o.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank,
                                                            localBatch: max(maxLocal, evalLocal)))
@@ -179,6 +187,7 @@ public final class Trainer {
             header.sampler = .init(seed: o.seed, virtualShards: sampler.virtualShards, globalBatch: o.batchSize, sampleCount: train.count)
             header.manifestFingerprint = train.fingerprint
             header.epochProgress = progress
+            header.schedule = schedule
             try Checkpoint.save(net, header: header, to: runDir.file("last.ckpt"))
             if isBest { try Checkpoint.save(net, header: header, to: runDir.file("best.ckpt")) }
         }
@@ -207,15 +216,23 @@ public final class Trainer {
                 var globalCount = order.batchSize(step: step)
                 if o.skipsFailures { globalCount = Int(try comm.allreduce([Int64(batch.count)], op: .sum)[0]) }
                 net.store.zeroGradients()
+                // The mean's normaliser D: the global sample count, or the global weight sum (see `Loss`).
+                var normaliser = Double(globalCount)
+                if loss.isWeighted {
+                    weightSum[0] = batch.count > 0 ? loss.weightSum(labels: batch.labels, targets: nil, batch: batch.count, classes: classes) : 0
+                    try comm.allreduce(weightSum, op: .sum)
+                    normaliser = weightSum[0]
+                }
                 if batch.count > 0 {
                     let logits = batch.indices.withUnsafeBufferPointer { ids in
                         net.forward(batch.inputs, batch: batch.count, mode: .train,
                                     context: StepContext(seed: o.seed, step: globalStep, sampleIDs: ids))
                     }
-                    let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
-                                                         gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
+                    let r = loss.evaluate(logits: logits, labels: batch.labels, targets: nil, batch: batch.count, classes: classes,
+                                          gradScale: normaliser > 0 ? Float(1 / normaliser) : 0, dLogits: dLogits)
                     net.backward(batch.inputs, dLogits: dLogits, batch: batch.count, mode: .train)
-                    totals.lossSum += r.lossSum; totals.correct += Double(r.correct); totals.seen += Double(batch.count)
+                    // train_loss: each step's weighted mean, weighted by its sample count.
+                    totals.lossSum += normaliser > 0 ? r.lossSum * Double(globalCount) / normaliser : 0; totals.correct += Double(r.correct); totals.seen += Double(batch.count)
                 }
                 trainLoader.recycle(batch)
                 lr = schedule.rate(atStep: globalStep)
@@ -280,6 +297,7 @@ public final class Trainer {
                                                            epoch + 1, Int(sums[3]), scheduled, 100 * sums[3] / scheduled, o.maxBadFraction,
                                                            (o.outDir as NSString).appendingPathComponent("failed_samples.jsonl")))
             }
+            if complete, let m = line[plateauMetric] as? Double { schedule.epochEnded(metric: m) }
             let value = line[metric] as? Double ?? 0
             let improved = complete && value > best.value
             if improved { best = (value, epoch + 1) }

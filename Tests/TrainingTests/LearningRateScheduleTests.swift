@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Training
+import Model
 
 @Suite struct LearningRateScheduleTests {
     @Test func constantNeverChanges() {
