@@ -114,6 +114,9 @@ public final class ParameterStore {
         optimizerName = name
     }
 
+    /// Sets tensor `slot`'s learning-rate multiplier (0 freezes it).
+    public func setLearningRateScale(_ scale: Float, forSlot slot: Int) { slots[slot].lrScale = scale }
+
     /// Sets every gradient to zero (one memset).
     public func zeroGradients() { gradients.update(repeating: 0, count: count) }
 
