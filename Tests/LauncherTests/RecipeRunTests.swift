@@ -1,0 +1,83 @@
+import Testing
+import Foundation
+import Model
+import TestSupport
+
+/// Real `distrainer train` runs with the recipe options (losses, optimizers, schedules).
+@Suite(.serialized) struct RecipeRunTests {
+    let common = ["--model", "refcnn", "--image-size", "28", "--channels", "1", "--seed", "5", "--quiet"]
+
+    /// The acceptance recipe on 2 ranks: AdamW, cosine after a 1-epoch warm-up, focal loss.
+    @Test func adamwCosineWarmupFocalOnTwoRanks() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 256, test: 64)
+        let run = dir.appendingPathComponent("run")
+        let r = try TestSupport.mpirun(2, ["train", "--train", data.train, "--val", data.test, "--epochs", "3", "--batch-size", "64",
+                                           "--optimizer", "adamw", "--weight-decay", "0.01", "--lr", "0.003", "--scheduler", "cosine",
+                                           "--warmup-epochs", "1", "--loss", "focal", "--focal-gamma", "2", "--out", run.path] + common)
+        #expect(r.status == 0, "\(r.stderr)")
+        let history = try Fixtures.history(run)
+        #expect(history.count == 3)
+        // 4 steps per epoch: the last step of the warm-up epoch runs at the full rate; cosine then
+        // decays over the remaining 8 steps (the last step of epoch 2 is step 7: t = 4/8).
+        let lr = history.map { $0["lr"] as? Double ?? -1 }
+        #expect(abs(lr[0] - 0.003) < 1e-9)
+        #expect(abs(lr[1] - 0.003 * (1 + cos(Double.pi * 3 / 8)) / 2) < 1e-8)
+        let loss = history.map { $0["train_loss"] as? Double ?? .infinity }
+        #expect(loss[2] < loss[0], "focal training loss did not fall: \(loss)")
+        let c = try Checkpoint.load(path: run.appendingPathComponent("last.ckpt").path)
+        #expect(c.header.optimizer == "adamw" && c.optimizerState.count == c.header.optimizerStateCount)
+        #expect(c.optimizerState.count > 2 * c.header.parameterCount)   // m, v and step counts
+        #expect(c.header.schedule?.kind == .cosine && c.header.schedule?.warmupSteps == 4)
+        #expect(c.header.options["loss"] == "focal" && c.header.options["optimizer"] == "adamw")
+    }
+
+    /// Weighted cross-entropy divides by the GLOBAL batch's weight sum, so 2 ranks compute what 1
+    /// rank computes on the same global batch (without BatchNorm, whose statistics are per rank).
+    @Test func weightedLossSameOnOneAndTwoRanks() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 320, test: 10)
+        let names = Self.classNames(data.train)
+        #expect(names.count >= 5)
+        // Strongly unequal weights: per-rank normalisers would change the update.
+        var weights: [String: Double] = [:]
+        for (i, n) in names.enumerated() { weights[n] = [0.2, 3, 1, 0.5, 5][i % 5] }
+        let file = dir.appendingPathComponent("weights.json")
+        try JSONSerialization.data(withJSONObject: weights).write(to: file)
+        var params: [[Float]] = []
+        for ranks in [1, 2] {
+            let run = dir.appendingPathComponent("run\(ranks)")
+            let args = ["train", "--train", data.train, "--epochs", "2", "--batch-size", "64", "--no-batchnorm", "--lr", "0.05",
+                        "--loss", "weighted-ce", "--class-weights", file.path, "--label-smoothing", "0.1", "--out", run.path] + common
+            let r = ranks == 1 ? try TestSupport.distrainer(args) : try TestSupport.mpirun(ranks, args)
+            #expect(r.status == 0, "\(ranks) ranks: \(r.stderr)")
+            params.append(try Checkpoint.load(path: run.appendingPathComponent("last.ckpt").path).parameters)
+        }
+        let maxDiff = zip(params[0], params[1]).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(maxDiff < 1e-4, "2 ranks differ from 1 rank by \(maxDiff)")
+    }
+
+    /// Resuming with another optimizer is a clear error naming the checkpoint.
+    @Test func resumeWithAnotherOptimizerIsRefused() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 64, test: 10)
+        let run = dir.appendingPathComponent("run")
+        let base = ["train", "--train", data.train, "--epochs", "2", "--batch-size", "32", "--out", run.path] + common
+        let first = try TestSupport.distrainer(base + ["--optimizer", "adam", "--lr", "0.001", "--max-steps", "2"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let again = try TestSupport.distrainer(base + ["--optimizer", "sgd", "--resume"])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("last.ckpt") && again.stderr.contains("adam optimizer state") && again.stderr.contains("--optimizer sgd"), "\(again.stderr)")
+        let resumed = try TestSupport.distrainer(base + ["--optimizer", "adam", "--lr", "0.001", "--resume"])
+        #expect(resumed.status == 0 && resumed.stdout.contains("resuming"), "\(resumed.stderr)")
+    }
+
+    static func classNames(_ manifest: String) -> [String] {
+        let text = (try? String(contentsOfFile: manifest, encoding: .utf8)) ?? ""
+        var seen: [String] = []
+        for line in text.split(separator: "\n") {
+            if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let l = o["label"] as? String, !seen.contains(l) { seen.append(l) }
+        }
+        return seen.sorted()
+    }
+}
