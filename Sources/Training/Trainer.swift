@@ -284,6 +284,7 @@ public final class Trainer {
                                            localBatch: evalLocal, comm: comm, scratch: predicted)
                 line["val_loss"] = r.meanLoss
                 line["val_acc"] = r.accuracy
+                for (k, v) in ClassificationMetrics(confusion: r.confusion).summary where k != "accuracy" { line["val_\(k)"] = v }
                 line["val_count"] = Int(r.count)
                 line["val_skipped"] = r.skipped
                 lastVal = r.accuracy
