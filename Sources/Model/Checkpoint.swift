@@ -128,7 +128,7 @@ public enum Checkpoint {
                 throw fail("header tensor sizes do not add up to \(p) parameters + \(s) state")
             }
             let o = header.resolvedOptimizer.count
-            guard o >= 0 else { throw fail("negative optimizer state size \(o)") }
+            guard o >= 0, o <= raw.count else { throw fail("optimizer state size \(o) does not fit the file") }
             let payload = 4 * (p + o + s)
             let expected = 24 + headerLength + payload + 8
             guard raw.count == expected else { throw fail("file is \(raw.count) bytes, header implies \(expected) (truncated or corrupt)") }

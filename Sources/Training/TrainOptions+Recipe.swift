@@ -144,7 +144,7 @@ extension TrainOptions {
     /// The recipe's options for options.json and checkpoints.
     var recipeRecord: [String: String] {
         var r = ["optimizer": optimizer.rawValue, "loss": loss.rawValue, "lr_schedule": schedule.rawValue]
-        if let b = lrBase { r["lr_base"] = "\(b)" }
+        if let b = lrBase { r["lr_base"] = "\(b)"; r["lr_scaled"] = "\(baseLearningRate)" }
         if optimizer != .sgd { r["beta1"] = "\(beta1)"; r["beta2"] = "\(beta2)"; r["eps"] = "\(eps)" }
         if let w = warmupEpochs { r["warmup_epochs"] = "\(w)" }
         if let w = warmupSteps { r["warmup_steps"] = "\(w)" }

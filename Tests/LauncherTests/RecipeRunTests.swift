@@ -72,6 +72,31 @@ import TestSupport
         #expect(resumed.status == 0 && resumed.stdout.contains("resuming"), "\(resumed.stderr)")
     }
 
+    /// Reduce-on-plateau acts at epoch ends on the monitored metric, and its state goes through
+    /// the checkpoint: a run stopped after 2 epochs and resumed to 3 matches one that ran 3.
+    @Test func plateauReducesAndResumes() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 96, test: 10)
+        // Threshold 0.9: only a 90 % drop of train_loss counts as improvement, so with patience 0
+        // epoch 2 is a bad epoch and the rate halves for epoch 3.
+        let base = ["train", "--train", data.train, "--batch-size", "32", "--lr", "0.04", "--scheduler", "plateau",
+                    "--plateau-patience", "0", "--plateau-threshold", "0.9", "--gamma", "0.5"] + common
+        let once = dir.appendingPathComponent("once"), split = dir.appendingPathComponent("split")
+        let r = try TestSupport.distrainer(base + ["--epochs", "3", "--out", once.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        func lrs(_ run: URL) throws -> [Double] { try Fixtures.history(run).map { $0["lr"] as? Double ?? -1 } }
+        let onceRates = try lrs(once)
+        #expect(onceRates.count == 3 && zip(onceRates, [0.04, 0.04, 0.02]).allSatisfy { abs($0 - $1) < 1e-8 }, "\(onceRates)")
+        let c = try Checkpoint.load(path: once.appendingPathComponent("last.ckpt").path)
+        #expect(abs((c.header.schedule?.plateau.lr ?? 0) - 0.01) < 1e-9 && c.header.schedule?.plateau.mode == .min)   // epoch 3 was bad too
+        #expect(try TestSupport.distrainer(base + ["--epochs", "2", "--out", split.path]).status == 0)
+        let resumed = try TestSupport.distrainer(base + ["--epochs", "3", "--out", split.path, "--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try lrs(split) == onceRates)
+        let d = try Checkpoint.load(path: split.appendingPathComponent("last.ckpt").path)
+        #expect(d.parameters == c.parameters && d.header.schedule == c.header.schedule)
+    }
+
     static func classNames(_ manifest: String) -> [String] {
         let text = (try? String(contentsOfFile: manifest, encoding: .utf8)) ?? ""
         var seen: [String] = []
