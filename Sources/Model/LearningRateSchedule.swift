@@ -128,6 +128,9 @@ public struct LearningRateSchedule: Sendable, Codable, Equatable {
         return true
     }
 
+    /// `stateVector` of a schedule that has not started.
+    public static let initialStateVector: [Double] = [-1, .nan, 0, 0]
+
     /// The state as numbers (for the rank-0 broadcast on resume): [lr or −1, best or NaN, bad epochs, cooldown left].
     public var stateVector: [Double] {
         [Double(plateau.lr ?? -1), plateau.best ?? .nan, Double(plateau.badEpochs), Double(plateau.cooldownLeft)]
