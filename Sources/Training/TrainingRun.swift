@@ -52,7 +52,8 @@ struct EpochState {
 /// Everything one `Trainer.train` call sets up once, and where the run stands.
 ///
 /// Memory is planned here once (activations, loss gradient, loaders' slots), so the step loop
-/// allocates nothing. The optimizer and the learning-rate schedule come from the factories below.
+/// allocates nothing. The loss, optimizer and learning-rate schedule come from TrainOptions' factories
+/// (TrainOptions+Recipe.swift).
 final class TrainingRun {
     let data: TrainingData
     let format: InputFormat
