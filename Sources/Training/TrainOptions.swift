@@ -95,6 +95,8 @@ public struct TrainOptions: Codable, Sendable {
     var skipsFailures: Bool { skipBadRecords || skipFailedSamples }
     public var resume = false
     public var progress = true
+    /// Accumulation, clipping, EMA, early stopping, best-K (TrainOptions+RunControl.swift).
+    public var runControl = RunControlOptions()
 
     public init(trainManifest: String, valManifest: String?, outDir: String) {
         self.trainManifest = trainManifest; self.valManifest = valManifest; self.outDir = outDir
@@ -125,6 +127,7 @@ public struct TrainOptions: Codable, Sendable {
         if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
+        r.merge(runControl.record) { a, _ in a }
         return r
     }
 }

@@ -13,6 +13,10 @@ struct ResumePoint {
     var epochProgress: [Double] = [0, 0, 0]
     /// History lines up to `step` (rank 0 only).
     var history: [[String: Any]] = []
+    /// Early stopping / best-K state (every rank: broadcast from rank 0's checkpoint).
+    var control: RunControlState?
+    /// The saved weight average (rank 0 only; `setUp` broadcasts it).
+    var ema: [Float]?
 
     /// The numbers every rank needs, as broadcast from rank 0.
     var broadcastValues: [Double] { [Double(step), Double(virtualShards)] + epochProgress }
@@ -43,6 +47,11 @@ struct EpochState {
     var lr: Float
     var failures: [SampleFailure] = []
     var allreduceNanos: UInt64 = 0
+    /// Optimizer updates applied, gradient allreduce calls before the epoch, and the sum of the
+    /// gradient norms before clipping (with --clip-grad-norm).
+    var updates = 0
+    let allreduceCallsBefore: Int
+    var gradNormSum = 0.0
 }
 
 /// Everything one `Trainer.train` call sets up once, and where the run stands.
@@ -60,7 +69,9 @@ final class TrainingRun {
     let stepsPerEpoch: Int
     /// Where this call stops: all epochs, or `--max-steps`.
     let totalSteps: Int
-    /// Largest per-rank training batch, and the per-rank evaluation batch.
+    /// Micro-batches per optimizer step (gradient accumulation).
+    let accumSteps: Int
+    /// Largest per-rank training micro-batch, and the per-rank evaluation batch.
     let maxLocal: Int
     let evalLocal: Int
     let reducer: BucketedAllreduce
@@ -74,15 +85,17 @@ final class TrainingRun {
     let dLogits: UnsafeMutablePointer<Float>
     let predicted: UnsafeMutablePointer<Int32>
     let progress: ProgressLine
-    /// The metric `best.ckpt` is chosen by (higher is better).
+    /// The metric best.ckpt, best-K and early stopping follow.
     let metric: String
+    /// The exponential moving average of the weights (with --ema-decay).
+    let ema: WeightAverage?
 
     /// Optimizer steps done: the single source of truth for the position (epoch = step / stepsPerEpoch).
     var globalStep: Int
     /// History lines so far (rank 0).
     var history: [[String: Any]]
-    /// Best `metric` so far and the epoch that reached it (rank 0).
-    var best: (value: Double, epoch: Int) = (-Double.infinity, 0)
+    /// Best `metric`, best-K ranking and early stopping (identical on every rank).
+    var control: RunControlState
     /// Sums of an interrupted epoch that the next epoch continues (rank 0 carries the resumed ones).
     var carried: EpochTotals
     var lastValAccuracy: Double?
@@ -92,10 +105,15 @@ final class TrainingRun {
 
     init(options o: TrainOptions, comm: Communicator, data: TrainingData, format: InputFormat, runDir: RunDirectory?,
          spec: ModelSpec, net: Network, sampler: ShardedSampler, start: ResumePoint) throws {
+        let metric = try o.runControl.resolvedMonitor(hasValidation: data.val != nil)
+        self.metric = metric
         self.data = data; self.format = format; self.runDir = runDir; self.spec = spec; self.net = net; self.sampler = sampler
         let world = comm.size
         let shardsPerRank = sampler.virtualShards / world
-        let maxLocal = min(o.batchSize, (o.batchSize / sampler.virtualShards + 1) * shardsPerRank)
+        accumSteps = o.runControl.accumSteps
+        // A step's share on this rank, split into `accumSteps` micro-batches.
+        let stepLocal = min(o.stepBatch, (o.stepBatch / sampler.virtualShards + 1) * shardsPerRank)
+        let maxLocal = (stepLocal + accumSteps - 1) / accumSteps
         let evalLocal = max(1, o.evalBatchSize / world)
         self.maxLocal = maxLocal; self.evalLocal = evalLocal
         stepsPerEpoch = sampler.stepsPerEpoch
@@ -116,16 +134,21 @@ final class TrainingRun {
         dLogits = .allocate(capacity: max(maxLocal, evalLocal) * data.classes.count)
         predicted = .allocate(capacity: max(maxLocal, evalLocal))
         progress = ProgressLine(enabled: runDir != nil && o.progress && isatty(STDERR_FILENO) == 1)
-        let metric = data.val != nil ? "val_acc" : "train_acc"
-        self.metric = metric
+        ema = o.runControl.emaDecay.map { WeightAverage(decay: $0, store: net.store) }
+        if let ema, let saved = start.ema { ema.load(saved) }
         globalStep = start.step
         history = start.history
         carried = EpochTotals(runDir != nil ? start.epochProgress : [0, 0, 0])
-        var best = (value: -Double.infinity, epoch: 0)
-        for h in start.history where h["partial"] == nil {
-            if let m = h[metric] as? Double, m > best.value { best = (m, h["epoch"] as? Int ?? 0) }
+        if let c = start.control, c.monitor == metric {
+            control = c
+        } else {
+            // A new run, or one whose checkpoint predates run-control state: rebuild it from the history.
+            var c = RunControlState(monitor: metric)
+            for h in start.history where h["partial"] == nil {
+                if let m = h[metric] as? Double { _ = c.record(epoch: h["epoch"] as? Int ?? 0, value: m, options: RunControlOptions()) }
+            }
+            control = c
         }
-        self.best = best
     }
 
     deinit { dLogits.deallocate(); predicted.deallocate() }
