@@ -151,7 +151,7 @@ public final class CrossValidation {
             let summary = try trainer.train(data)
             guard let net = trainer.network else { throw TrainingError.io("fold \(fold): no trained network") }
             try predictOutOfFold(net, data: data, fold: fold, dir: dir, comm: comm, into: &result)
-            result.metrics["best_val_acc"] = summary.bestMetric
+            result.metrics["best_" + summary.bestMetricName] = summary.bestMetric
         } catch let e as TrainingError {
             guard case .tooManyFailures = e else { throw e }
             // Raised on every rank of the group together: record the failure, go on with other folds.
