@@ -99,6 +99,13 @@ public final class Trainer {
                              classes: classes, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
         spec.head = o.head
         spec.headDropout = o.headDropout
+        if o.fusion {
+            // Metadata statistics from the training split only (identical on every rank).
+            guard let encoding = MetadataEncoding.fit(latitudes: train.latitudes, longitudes: train.longitudes, sources: train.sources) else {
+                throw TrainingError.invalidOption("--fusion: no record of \(train.manifest) has both \"lat\" and \"lon\"")
+            }
+            spec.fusion = encoding
+        }
         let net = try Architectures.build(spec)
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, isRoot {
@@ -151,10 +158,10 @@ public final class Trainer {
         // This rank's own byte-bounded image cache (a limit too small for one batch fails here).
         let cache = try ImageCache(options: o.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank,
                                                            localBatch: max(maxLocal, evalLocal)))
-        let trainSource = ImageSampleSource(set: train, format: format, cache: cache)
+        let trainSource = ImageSampleSource(set: train, format: format, cache: cache, metadata: spec.fusion)
         let trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
                                       prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
-        let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
+        let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache, metadata: spec.fusion), maxBatch: evalLocal,
                                               prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
         defer { trainLoader.shutdown(); valLoader?.shutdown() }
         let progress = ProgressLine(enabled: isRoot && o.progress && isatty(STDERR_FILENO) == 1)
@@ -187,6 +194,9 @@ public final class Trainer {
         var carried = EpochTotals(isRoot ? Array(resume[2...]) : [0, 0, 0])
         while globalStep < totalSteps {
             let epoch = globalStep / stepsPerEpoch
+            // Fine-tuning: frozen tensors until --unfreeze-at-epoch (1-based), then everything.
+            let unfrozen = o.unfreezeAtEpoch.map { epoch + 1 >= $0 } ?? false
+            try net.applyFineTuning(freeze: unfrozen ? .none : FreezeSpec(o.freeze), backboneLRMultiplier: o.backboneLRMultiplier)
             let firstStep = globalStep % stepsPerEpoch
             let endStep = min(stepsPerEpoch, totalSteps - epoch * stepsPerEpoch)
             let order = sampler.epoch(epoch)
@@ -210,7 +220,8 @@ public final class Trainer {
                 if batch.count > 0 {
                     let logits = batch.indices.withUnsafeBufferPointer { ids in
                         net.forward(batch.inputs, batch: batch.count, mode: .train,
-                                    context: StepContext(seed: o.seed, step: globalStep, sampleIDs: ids))
+                                    context: StepContext(seed: o.seed, step: globalStep, sampleIDs: ids,
+                                                         metadata: UnsafePointer(batch.metadata)))
                     }
                     let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
                                                          gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
