@@ -33,15 +33,19 @@ import TestSupport
 
     @Test func fusionLearnsALabelThatOnlyTheCoordinatesCarry() throws {
         let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
-        let data = try Self.quadrantDataset(in: dir, train: 480, val: 200)
+        let data = try Self.quadrantDataset(in: dir, train: 640, val: 200)
         let common = ["train", "--train", data.train, "--val", data.val, "--model", "refcnn", "--channels", "1", "--image-size", "8",
-                      "--epochs", "6", "--batch-size", "32", "--lr", "0.05", "--seed", "2", "--quiet"]
+                      "--epochs", "8", "--batch-size", "32", "--lr", "0.05", "--seed", "2", "--quiet"]
         var accuracy: [Bool: Double] = [:]
         for fusion in [true, false] {
             let run = dir.appendingPathComponent(fusion ? "fusion" : "plain")
             let r = try TestSupport.distrainer(common + ["--out", run.path] + (fusion ? ["--fusion"] : []))
             #expect(r.status == 0, "\(r.stderr)")
-            accuracy[fusion] = try Fixtures.history(run).last?["val_acc"] as? Double
+            // The best epoch's validation accuracy (what best.ckpt keeps): the image branch
+            // memorises its noise after a few epochs, which makes later epochs wobble.
+            let perEpoch = try Fixtures.history(run).map { $0["val_acc"] as? Double ?? 0 }
+            print("--fusion \(fusion): val_acc per epoch \(perEpoch)")
+            accuracy[fusion] = perEpoch.max()
             if fusion {
                 // The metadata statistics (from the training split) are saved with the model.
                 let c = try Checkpoint.load(path: run.appendingPathComponent("best.ckpt").path)
@@ -51,7 +55,7 @@ import TestSupport
                 #expect(c.header.tensors.contains { $0.name == "fusion.metadata.0.weight" })
             }
         }
-        // 4 classes: chance is 0.25.
+        // 4 classes: chance is 0.25 (200 validation images: ±0.03).
         #expect(accuracy[true] ?? 0 > 0.9, "with --fusion: \(accuracy)")
         #expect(accuracy[false] ?? 1 < 0.4, "without --fusion: \(accuracy)")
     }
