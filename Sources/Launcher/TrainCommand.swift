@@ -36,6 +36,10 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Hidden widths of an MLP classifier head, e.g. 512,128 (BatchNorm1d + ReLU + dropout each).") var head: String?
     @Option(help: "Dropout inside the classifier head.") var headDropout: Float?
     @Option(help: "Initial weights: a torchvision-style .safetensors state dict (matched by name; the classifier is re-initialised when the class count differs).") var pretrained: String?
+    @Option(help: "Fine-tuning: none, backbone (everything before the global pooling), or a layer-name prefix such as layer3 (freezes every parameter up to and including that block).") var freeze = "none"
+    @Option(help: "First epoch (counted from 1) in which frozen layers train too.") var unfreezeAtEpoch: Int?
+    @Option(help: "Learning-rate multiplier of the backbone (e.g. 0.1).") var backboneLrMult: Float = 1
+    @Flag(help: "Fuse the manifest's lat/lon (and source) with the image features (metadata MLP 64 → concat → 256 → classifier).") var fusion = false
     @Option(help: "Stage widths for cnn-small, e.g. 32,64,128.") var widths: String?
     @Flag(help: "Build the model without BatchNorm.") var noBatchnorm = false
     @Option(help: "Dropout before the classifier.") var dropout: Float = 0
@@ -83,6 +87,11 @@ struct TrainingOptionGroup: ParsableArguments {
         o.head = try head.map { try parseList($0, name: "head") }
         o.headDropout = headDropout
         o.pretrained = pretrained
+        o.freeze = freeze
+        if let u = unfreezeAtEpoch, u < 1 { throw ValidationError("--unfreeze-at-epoch counts epochs from 1, got \(u)") }
+        o.unfreezeAtEpoch = unfreezeAtEpoch
+        o.backboneLRMultiplier = backboneLrMult
+        o.fusion = fusion
         o.widths = try widths.map { try parseList($0, name: "widths") }
         o.batchNorm = !noBatchnorm
         o.dropout = dropout

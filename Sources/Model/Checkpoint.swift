@@ -5,6 +5,8 @@ import Support
 public struct CheckpointHeader: Codable, Equatable, Sendable {
     /// Layout version of the file; readers refuse versions they do not know.
     public var format: Int = Checkpoint.formatVersion
+    /// Everything needed to rebuild the network: architecture, input channels and size, class
+    /// count, widths, head, dropout and (with `--fusion`) the fitted metadata encoding.
     public var model: ModelSpec
     public var classes: [String]
     public var parameterCount: Int

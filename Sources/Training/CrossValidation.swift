@@ -177,7 +177,7 @@ public final class CrossValidation {
         let local = max(1, t.evalBatchSize / comm.size)
         net.prepare(maxBatch: max(net.maxBatch, local))
         let cache = try ImageCache(options: t.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank, localBatch: local))
-        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache), maxBatch: local,
+        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache, metadata: net.spec.fusion), maxBatch: local,
                                  prefetch: t.prefetch, workers: t.loaderThreads, skipFailures: t.skipsFailures)
         defer { loader.shutdown() }
         let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: local)

@@ -92,7 +92,7 @@ public final class Trainer {
         let format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
         let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
         if let runDir { try writeRunFiles(data, to: runDir) }
-        let (spec, net) = try buildModel(classes: data.classes.count)
+        let (spec, net) = try buildModel(classes: data.classes.count, train: data.train)
         let start = try resumePoint(net: net, data: data, runDir: runDir)
         for buffer in [net.store.parameterBuffer, net.store.optimizerStateBuffer, net.store.stateBuffer] {
             try comm.broadcast(UnsafeMutableRawBufferPointer(buffer), root: 0)
@@ -132,13 +132,21 @@ public final class Trainer {
         }
     }
 
-    /// The model with initialised (or, on rank 0, pretrained) parameters.
-    func buildModel(classes: Int) throws -> (ModelSpec, Network) {
+    /// The model with initialised (or, on rank 0, pretrained) parameters; with `--fusion` its
+    /// metadata encoding is fitted on `train`.
+    func buildModel(classes: Int, train: LabeledSet) throws -> (ModelSpec, Network) {
         let o = options
         var spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize,
                              classes: classes, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
         spec.head = o.head
         spec.headDropout = o.headDropout
+        if o.fusion {
+            // Metadata statistics from the training split only (identical on every rank).
+            guard let encoding = MetadataEncoding.fit(latitudes: train.latitudes, longitudes: train.longitudes, sources: train.sources) else {
+                throw TrainingError.invalidOption("--fusion: no record of \(train.manifest) has both \"lat\" and \"lon\"")
+            }
+            spec.fusion = encoding
+        }
         let net = try Architectures.build(spec)
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, comm.rank == 0 {
@@ -192,7 +200,7 @@ public final class Trainer {
 
     /// One epoch (or the rest of it after a resume, or part of it when `--max-steps` stops).
     func trainEpoch(_ run: TrainingRun) throws {
-        var e = beginEpoch(run)
+        var e = try beginEpoch(run)
         for step in e.firstStep..<e.endStep {
             guard try trainStep(run, &e, step: step) else { break }
             run.progress.update(epoch: e.epoch + 1, epochs: options.epochs, step: step + 1, steps: run.stepsPerEpoch,
@@ -215,8 +223,12 @@ public final class Trainer {
     }
 
     /// The epoch's data order, the loader started at this epoch's first step to run.
-    func beginEpoch(_ run: TrainingRun) -> EpochState {
+    func beginEpoch(_ run: TrainingRun) throws -> EpochState {
         let epoch = run.globalStep / run.stepsPerEpoch
+        // Fine-tuning: frozen tensors until --unfreeze-at-epoch (1-based), then everything.
+        let unfrozen = options.unfreezeAtEpoch.map { epoch + 1 >= $0 } ?? false
+        try run.net.applyFineTuning(freeze: unfrozen ? .none : FreezeSpec(options.freeze),
+                                    backboneLRMultiplier: options.backboneLRMultiplier)
         let firstStep = run.globalStep % run.stepsPerEpoch
         let endStep = min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch)
         let order = run.sampler.epoch(epoch)
@@ -266,7 +278,8 @@ public final class Trainer {
         let net = run.net
         let logits = batch.indices.withUnsafeBufferPointer { ids in
             net.forward(batch.inputs, batch: batch.count, mode: .train,
-                        context: StepContext(seed: options.seed, step: run.globalStep, sampleIDs: ids))
+                        context: StepContext(seed: options.seed, step: run.globalStep, sampleIDs: ids,
+                                             metadata: UnsafePointer(batch.metadata)))
         }
         let r = run.loss(logits: logits, labels: batch.labels, batch: batch.count, gradScale: gradScale)
         net.backward(batch.inputs, dLogits: run.dLogits, batch: batch.count, mode: .train)

@@ -126,10 +126,10 @@ final class TrainingRun {
         reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
         optimizer = Self.makeOptimizer(o)
         schedule = Self.makeSchedule(o, stepsPerEpoch: sampler.stepsPerEpoch)
-        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache)
+        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache, metadata: spec.fusion)
         trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
                                   prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
-        valLoader = data.val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
+        valLoader = data.val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache, metadata: spec.fusion), maxBatch: evalLocal,
                                                prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
         dLogits = .allocate(capacity: max(maxLocal, evalLocal) * data.classes.count)
         predicted = .allocate(capacity: max(maxLocal, evalLocal))
