@@ -267,6 +267,7 @@ public final class Trainer {
                                            localBatch: evalLocal, comm: comm, scratch: predicted)
                 line["val_loss"] = r.meanLoss
                 line["val_acc"] = r.accuracy
+                for (k, v) in r.metrics.summary where k != "accuracy" { line["val_\(k)"] = v }   // val_macro_f1, val_top5, val_ece, …
                 line["val_count"] = Int(r.count)
                 line["val_skipped"] = r.skipped
                 lastVal = r.accuracy
@@ -288,6 +289,8 @@ public final class Trainer {
             if isRoot, let runDir {
                 history.append(line)
                 try runDir.writeHistory(history)
+                do { try CurvesPlot.render(history: history).writePNG(to: runDir.file("curves.png")) }
+                catch { log("warning: cannot write \(runDir.file("curves.png")): \(error)") }
                 log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", epoch + 1, o.epochs, complete ? "" : " (partial)",
                            line["train_loss"] as! Double, line["train_acc"] as! Double)
                     + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
