@@ -1,10 +1,13 @@
-/// A 5×7 pixel font for printable ASCII (drawn for distrainer's plots), in a 6×8 cell: one
-/// column and one row of spacing. Characters outside ASCII 32…126 draw as an open box.
+/// A 5×7 pixel font for printable ASCII (drawn for distrainer's plots) with an eighth row for
+/// the descenders of g, j, p, q and y, in a 6×10 cell. Characters outside ASCII 32…126 draw as
+/// an open box.
 enum BitmapFont {
-    static let glyphWidth = 5, glyphHeight = 7
-    static let advance = 6, lineHeight = 8
+    static let glyphWidth = 5, glyphHeight = 8
+    /// Height of capitals and digits (what to centre on).
+    static let capHeight = 7
+    static let advance = 6, lineHeight = 10
 
-    /// Whether pixel (x, y) of `character`'s glyph is set (x in 0..<5, y in 0..<7 from the top).
+    /// Whether pixel (x, y) of `character`'s glyph is set (x in 0..<5, y in 0..<8 from the top).
     static func pixel(_ character: Character, x: Int, y: Int) -> Bool {
         let rows = glyphs[character] ?? box
         return rows[y] & (1 << (4 - x)) != 0
@@ -17,9 +20,10 @@ enum BitmapFont {
 
     private static let box: [UInt8] = rows("11111 10001 10001 10001 10001 10001 11111")
 
-    /// Rows top to bottom, each five binary digits, separated by spaces.
+    /// Rows top to bottom, each five binary digits, separated by spaces (a missing eighth row is blank).
     private static func rows(_ s: String) -> [UInt8] {
-        s.split(separator: " ").map { UInt8($0, radix: 2)! }
+        let r = s.split(separator: " ").map { UInt8($0, radix: 2)! }
+        return r.count == 7 ? r + [0] : r
     }
 
     private static let glyphs: [Character: [UInt8]] = {
@@ -95,17 +99,17 @@ enum BitmapFont {
             ("d", "00001 00001 01101 10011 10001 10001 01111"),
             ("e", "00000 00000 01110 10001 11111 10000 01110"),
             ("f", "00110 01001 01000 11100 01000 01000 01000"),
-            ("g", "00000 01111 10001 10001 01111 00001 01110"),
+            ("g", "00000 00000 01111 10001 10001 01111 00001 01110"),
             ("h", "10000 10000 10110 11001 10001 10001 10001"),
             ("i", "00100 00000 01100 00100 00100 00100 01110"),
-            ("j", "00010 00000 00110 00010 00010 10010 01100"),
+            ("j", "00010 00000 00110 00010 00010 00010 10010 01100"),
             ("k", "10000 10000 10010 10100 11000 10100 10010"),
             ("l", "01100 00100 00100 00100 00100 00100 01110"),
             ("m", "00000 00000 11010 10101 10101 10001 10001"),
             ("n", "00000 00000 10110 11001 10001 10001 10001"),
             ("o", "00000 00000 01110 10001 10001 10001 01110"),
-            ("p", "00000 00000 11110 10001 11110 10000 10000"),
-            ("q", "00000 00000 01101 10011 01111 00001 00001"),
+            ("p", "00000 00000 11110 10001 10001 11110 10000 10000"),
+            ("q", "00000 00000 01111 10001 10001 01111 00001 00001"),
             ("r", "00000 00000 10110 11001 10000 10000 10000"),
             ("s", "00000 00000 01111 10000 01110 00001 11110"),
             ("t", "01000 01000 11100 01000 01000 01001 00110"),
@@ -113,7 +117,7 @@ enum BitmapFont {
             ("v", "00000 00000 10001 10001 10001 01010 00100"),
             ("w", "00000 00000 10001 10001 10101 10101 01010"),
             ("x", "00000 00000 10001 01010 00100 01010 10001"),
-            ("y", "00000 00000 10001 10001 01111 00001 01110"),
+            ("y", "00000 00000 10001 10001 10001 01111 00001 01110"),
             ("z", "00000 00000 11111 00010 00100 01000 11111"),
             ("{", "00010 00100 00100 01000 00100 00100 00010"),
             ("|", "00100 00100 00100 00100 00100 00100 00100"),

@@ -40,13 +40,13 @@ enum ConfusionMatrixPlot {
                 let v = values[i][j]
                 let colour = Colormap.viridis(v / maxValue)
                 c.fill(x: gridX + j * cell, y: gridY + i * cell, width: cell, height: cell, colour)
-                c.text(label(v), x: gridX + j * cell + cell / 2, y: gridY + i * cell + (cell - BitmapFont.glyphHeight * s) / 2,
+                c.text(label(v), x: gridX + j * cell + cell / 2, y: gridY + i * cell + (cell - BitmapFont.capHeight * s) / 2,
                        colour.contrastingText, scale: s, align: .center)
             }
             // True class names right-aligned left of the rows, predicted names upwards under the columns.
-            c.text(shown[i], x: gridX - pad / 2, y: gridY + i * cell + (cell - BitmapFont.glyphHeight * s) / 2, .black,
+            c.text(shown[i], x: gridX - pad, y: gridY + i * cell + (cell - BitmapFont.capHeight * s) / 2, .black,
                    scale: s, align: .right)
-            c.text(shown[i], x: gridX + i * cell + (cell - BitmapFont.glyphHeight * s) / 2, y: gridY + grid + pad / 2, .black,
+            c.text(shown[i], x: gridX + i * cell + (cell - BitmapFont.capHeight * s) / 2, y: gridY + grid + pad / 2, .black,
                    scale: s, align: .right, vertical: true)
         }
         c.rectangle(x: gridX - 1, y: gridY - 1, width: grid + 2, height: grid + 2, .gray)
@@ -58,7 +58,7 @@ enum ConfusionMatrixPlot {
         }
         c.rectangle(x: barX - 1, y: gridY - 1, width: barWidth + 2, height: grid + 2, .gray)
         c.text(barLabels[1], x: barX + barWidth + pad / 2, y: gridY, .black, scale: s)
-        c.text(barLabels[0], x: barX + barWidth + pad / 2, y: gridY + grid - BitmapFont.glyphHeight * s, .black, scale: s)
+        c.text(barLabels[0], x: barX + barWidth + pad / 2, y: gridY + grid - BitmapFont.capHeight * s, .black, scale: s)
         return c
     }
 }

@@ -71,13 +71,16 @@ enum CurvesPlot {
         c.text("epoch", x: (left + right) / 2, y: plotBottom + 19, .black, align: .center)
         c.line(left, plotTop, left, plotBottom, .black)
         c.line(left, plotBottom, right, plotBottom, .black)
-        var legendY = plotTop + 6
-        for (name, colour, points) in series where !points.isEmpty {
+        // The legend sits in the header row, right of the title, so it never hides a curve.
+        var legendX = right
+        for (name, colour, points) in series.reversed() where !points.isEmpty {
             for (a, b) in zip(points, points.dropFirst()) { c.line(px(a.0), py(a.1), px(b.0), py(b.1), colour, thickness: 2) }
             for p in points { c.fill(x: px(p.0) - 2, y: py(p.1) - 2, width: 5, height: 5, colour) }
-            c.fill(x: right - 70, y: legendY + 2, width: 16, height: 3, colour)
-            c.text(name, x: right - 48, y: legendY, .black)
-            legendY += 12
+            legendX -= BitmapFont.width(name)
+            c.text(name, x: legendX, y: y + 8, .black)
+            legendX -= 20
+            c.fill(x: legendX, y: y + 10, width: 16, height: 3, colour)
+            legendX -= 12
         }
     }
 }
