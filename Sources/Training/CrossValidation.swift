@@ -183,10 +183,10 @@ public final class CrossValidation {
         let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: local)
         defer { scratch.deallocate() }
         let r = try Evaluation.run(net, loader: loader, setCount: val.count, classes: data.classes.count, localBatch: local,
-                                   comm: comm, scratch: scratch, collect: true)
+                                   comm: comm, scratch: scratch, collect: .all)
         let gathered = try comm.gather(bytes: Array(try JSONEncoder().encode(r.predictions)), root: 0)
         result.confusion = r.confusion
-        result.metrics = ClassificationMetrics(confusion: r.confusion).summary
+        result.metrics = r.metrics.summary
         result.metrics["loss"] = r.meanLoss
         result.metrics["count"] = Double(r.count)
         guard let gathered else { return }

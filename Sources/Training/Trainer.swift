@@ -349,6 +349,7 @@ public final class Trainer {
                                    localBatch: run.evalLocal, comm: comm, scratch: run.predicted)
         line["val_loss"] = r.meanLoss
         line["val_acc"] = r.accuracy
+        for (k, v) in r.metrics.summary where k != "accuracy" { line["val_\(k)"] = v }   // val_macro_f1, val_top5, val_ece, …
         line["val_count"] = Int(r.count)
         line["val_skipped"] = r.skipped
         line["val_macro_f1"] = ClassificationMetrics(confusion: r.confusion).macroF1
@@ -393,6 +394,8 @@ public final class Trainer {
         guard let runDir = run.runDir else { return }
         run.history.append(line)
         try runDir.writeHistory(run.history)
+        do { try CurvesPlot.render(history: run.history).writePNG(to: runDir.file("curves.png")) }
+        catch { log("warning: cannot write \(runDir.file("curves.png")): \(error)") }
         log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", e.epoch + 1, options.epochs, e.complete ? "" : " (partial)",
                    line["train_loss"] as! Double, line["train_acc"] as! Double)
             + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
