@@ -76,7 +76,7 @@ public final class Trainer {
         BLAS.setThreads(o.threads)
         let isRoot = comm.rank == 0, world = comm.size
         let format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
-        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
+        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.writeDir ?? o.outDir) : nil
         let train = data.train, val = data.val, classNames = data.classes
         let classes = classNames.count
         if isRoot, let runDir {
@@ -163,10 +163,12 @@ public final class Trainer {
         for h in history where h["partial"] == nil {
             if let m = h[metric] as? Double, m > best.value { best = (m, h["epoch"] as? Int ?? 0) }
         }
+        let hosts = try Placement.describe(comm)   // collective: every rank's host name to rank 0
         if isRoot {
             log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(train.count) training images"
                 + (val.map { ", \($0.count) validation images" } ?? "") + ", \(classes) classes, global batch \(o.batchSize), "
                 + "\(sampler.virtualShards) virtual shards")
+            if let hosts { log(hosts) }
         }
 
         /// rank 0 writes last.ckpt (and best.ckpt when `isBest`); all ranks first agree on the
