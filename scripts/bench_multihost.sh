@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cross-host figures (a benchmark, not a test; root): 2 ranks on one host (shared memory) next to
 # 2 ranks on two hosts made of network namespaces (TCP over a veth bridge, scripts/netns-cluster.sh).
+#   - `distrainer doctor --mb 1`: the time of one 1 MB allreduce alone (refcnn's gradient is 0.55 MB);
 #   - `distrainer bench` (synthetic data, batch per rank): images/s, allreduce share of a step;
 #   - a short `distrainer train` on Fashion-MNIST ($DATA, when present): images/s and
 #     allreduce_fraction from history.jsonl.
@@ -17,8 +18,9 @@ DATA=${DATA:-data/fashion-mnist}
 [ -f "$DATA/train.jsonl" ] || DATA=/work/main/data/fashion-mnist
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 
-swift build -c release --product distrainer >/dev/null
-bin=$(swift build -c release --show-bin-path)/distrainer
+# An existing release build is used as it is ($BIN to choose another binary).
+bin=${BIN:-$(swift build -c release --show-bin-path)/distrainer}
+[ -x "$bin" ] || swift build -c release --product distrainer >/dev/null
 work=$(mktemp -d)
 state=$work/state
 cleanup() { scripts/netns-cluster.sh down "$state" 2>/dev/null || true; rm -rf "$work"; }
@@ -39,6 +41,11 @@ echo "| run | where | images/s | allreduce share | allreduce ms/step |"
 echo "| --- | --- | --- | --- | --- |"
 for r in $(seq "$REPEATS"); do
     for where in one_host two_hosts; do
+        $where "$bin" doctor --mb 1 --json | python3 -c '
+import json, sys
+j = json.loads(sys.stdin.read().strip().splitlines()[-1])
+print("| doctor: one 1 MB allreduce (bucketed) | %s | | | %.2f (%.2f) |" % (sys.argv[1], j["allreduce_ms"], j["bucketed_allreduce_ms"]))
+' "$where"
         $where "$bin" bench --model "$MODEL" --image-size 32 --channels 3 --batch-size "$BATCH" --windows 5 | python3 -c '
 import json, sys
 j = json.loads(sys.stdin.read().strip().splitlines()[-1])

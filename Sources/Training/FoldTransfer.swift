@@ -42,7 +42,7 @@ enum FoldTransfer {
 
     /// Collective over `world`. Every rank passes the files it ships (paths relative to `from`;
     /// none on most ranks); rank 0 writes each under `to` at the same relative path, atomically.
-    static func ship(_ files: [String], from: String, to: String, world: Communicator) throws {
+    static func ship(_ files: [String], from: String, to: String, world: Communicator, chunkBytes: Int = chunkBytes) throws {
         // One piece per chunk of each file (an empty file is one empty piece).
         var pieces: [(file: String, offset: Int, length: Int, last: Bool)] = []
         for f in files {
