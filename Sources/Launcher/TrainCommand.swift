@@ -122,6 +122,10 @@ struct TrainingOptionGroup: ParsableArguments {
         o.cacheMemoryBytes = try parseBytes(cacheMem, name: "cache-mem")
         o.cacheDiskBytes = try parseBytes(cacheDisk, name: "cache-disk")
         o.cacheDir = cacheDir
+        if let cacheDir, isInside(cacheDir, out) {
+            // Caches are per host; RUN_DIR is written by the coordinator only.
+            throw ValidationError("--cache-dir \(cacheDir) is inside the run directory \(out); put the cache on each host's local disk (default: under the temp dir)")
+        }
         guard let policy = ["lru": EvictionPolicy.lru, "lookahead": .lookAhead, "look-ahead": .lookAhead][cachePolicy] else {
             throw ValidationError("--cache-policy must be lookahead or lru")
         }

@@ -38,11 +38,19 @@ public struct LabeledSet: Codable, Sendable {
                 if skipBad { set.rejected.append("\(path):\(r.line): \(reason)"); continue }
                 throw ManifestError(file: path, line: r.line, reason: reason)
             }
-            set.images.append(r.image); set.paths.append(r.path); set.labels.append(Int32(k)); set.lines.append(r.line)
+            set.images.append(r.image); set.paths.append(absolute(r)); set.labels.append(Int32(k)); set.lines.append(r.line)
             set.groups.append(r.group ?? "")
             set.latitudes.append(r.metadata.lat); set.longitudes.append(r.metadata.lon); set.sources.append(r.metadata.source)
         }
         return (set, classList)
+    }
+
+    /// A record's path made absolute against the working directory of the process that reads
+    /// the manifest (the coordinator), so every rank — on any host, whatever its own working
+    /// directory — opens the same path; URLs and absolute paths are kept as they are.
+    static func absolute(_ r: ManifestRecord) -> String {
+        guard !r.path.hasPrefix("/"), case .success(.path) = ImageReference.parse(r.image) else { return r.path }
+        return (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(r.path)
     }
 }
 
@@ -57,7 +65,9 @@ public struct TrainingData: Codable, Sendable {
 }
 
 /// Rank 0 reads and validates the data once; every other rank receives the result by broadcast
-/// (so ranks need no shared view of the manifest files, only of the images). A failure on
+/// (so ranks need no shared view of the manifest files, only of the images: relative image
+/// paths are resolved against the manifest's folder and made absolute on rank 0, so every host
+/// needs the images at those same absolute paths — or the manifest names URLs). A failure on
 /// rank 0 stops every rank: rank 0 with the cause, the others with a short note.
 enum DatasetExchange {
     private struct Shipment<T: Codable>: Codable {

@@ -6,6 +6,9 @@ public struct TrainOptions: Codable, Sendable {
     public var trainManifest: String
     public var valManifest: String?
     public var outDir: String
+    /// Where the coordinator writes the run's files instead of `outDir` (a cv fold trained away
+    /// from the job's rank 0 writes on its own host; the files are shipped to `outDir` later).
+    public var writeDir: String? = nil
     /// A fixed class list (classes.json) instead of the training labels' own.
     public var classesFile: String? = nil
     /// Manifest fields holding the image reference, the label and the group key.

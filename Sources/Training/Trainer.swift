@@ -90,7 +90,7 @@ public final class Trainer {
     func setUp(_ data: TrainingData) throws -> TrainingRun {
         let o = options, isRoot = comm.rank == 0, world = comm.size
         let format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
-        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
+        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.writeDir ?? o.outDir) : nil
         if let runDir { try writeRunFiles(data, to: runDir) }
         let (spec, net) = try buildModel(classes: data.classes.count, train: data.train)
         let start = try resumePoint(net: net, data: data, runDir: runDir)
@@ -106,11 +106,13 @@ public final class Trainer {
         let control = try comm.broadcast(bytes: isRoot ? Array(try JSONEncoder().encode(run.control)) : [], root: 0)
         run.control = try JSONDecoder().decode(RunControlState.self, from: Data(control))
         if let ema = run.ema { try comm.broadcast(UnsafeMutableRawBufferPointer(ema.buffer), root: 0) }
+        let hosts = try Placement.describe(comm)   // collective: every rank's host name to rank 0
         if isRoot {
             log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(data.train.count) training images"
                 + (data.val.map { ", \($0.count) validation images" } ?? "") + ", \(run.classes) classes, global batch \(o.stepBatch)"
                 + (run.accumSteps > 1 ? " (\(run.accumSteps) × \(o.batchSize), one allreduce per step)" : "") + ", "
                 + "\(sampler.virtualShards) virtual shards")
+            if let hosts { log(hosts) }
         }
         return run
     }
