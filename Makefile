@@ -5,6 +5,9 @@ SHELL := /bin/bash
 
 # Debian packages the build, tests and runtime need (docker/ reads the same list).
 APT_PACKAGES := $(shell cat packages/apt-build.txt)
+# What a machine that only RUNS distrainer needs (docker/Dockerfile's runtime stage installs
+# exactly this list; `make runtime-deps` installs it on a cluster node).
+RUNTIME_PACKAGES := $(shell cat packages/apt-runtime.txt)
 DEMO_PACKAGES := dataset-fashion-mnist
 
 # Root is allowed to run mpirun; one OpenBLAS thread per rank unless told otherwise.
@@ -19,7 +22,7 @@ EPOCHS ?= 3
 DATA ?= data/fashion-mnist
 RUN ?= runs/demo
 
-.PHONY: deps demo-deps test-deps build release test demo bench clean
+.PHONY: deps runtime-deps demo-deps test-deps build release test demo bench clean
 
 # Installs only the packages that are missing (apt-get update once, then install).
 deps:
@@ -28,6 +31,13 @@ deps:
 	  echo "installing: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "dependencies present"; fi
+
+runtime-deps:
+	@missing=$$(for p in $(RUNTIME_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "runtime dependencies present"; fi
 
 demo-deps: deps
 	@dpkg -s $(DEMO_PACKAGES) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
@@ -42,10 +52,16 @@ release: deps
 # Tests run against an optimised build (end-to-end runs train real models); -enable-testing keeps
 # @testable imports working in release.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
-# The HTTP fault server of the streaming tests is a Python 3 script (standard library only).
+# The HTTP fault server of the streaming tests is a Python 3 script (standard library only);
+# the resnet18 reference (Tests/Fixtures/resnet_reference.py) needs NumPy; the packaging test runs
+# shellcheck over every shell script.
 test-deps: demo-deps
 	@command -v python3 >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3; }
+	@python3 -c 'import numpy' 2>/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-numpy; }
+	@command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends shellcheck; }
 
 test: deps test-deps
 	swift build $(TEST_FLAGS) --build-tests

@@ -41,7 +41,7 @@ EOF
 }
 
 echo "load: $(cat /proc/loadavg)"
-for i in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
   rm -rf "$WORK/out-swift" "$WORK/out-python"
   measure swift "$BIN" split --input "$RAW" --out "$WORK/out-swift" "${FIELDS[@]}" --on-bad-record skip --seed 1
   measure python python3 tools/split_reference.py --input "$RAW" --out "$WORK/out-python" "${FIELDS[@]}" --seed 1

@@ -60,3 +60,14 @@ func parseBytes(_ text: String, name: String) throws -> Int {
     guard let v = Double(t), v >= 0 else { throw ValidationError("--\(name): '\(text)' is not a size such as 512MB or 2GB") }
     return Int(v)
 }
+
+/// Whether `path` is `folder` or inside it (both made absolute and standardised; no links resolved).
+func isInside(_ path: String, _ folder: String) -> Bool {
+    func parts(_ p: String) -> [String] {
+        let cwd = FileManager.default.currentDirectoryPath
+        let absolute = p.hasPrefix("/") ? p : (cwd as NSString).appendingPathComponent(p)
+        return (absolute as NSString).standardizingPath.split(separator: "/").map(String.init)
+    }
+    let a = parts(path), b = parts(folder)
+    return a.count >= b.count && Array(a.prefix(b.count)) == b
+}

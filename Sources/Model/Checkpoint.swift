@@ -5,6 +5,8 @@ import Support
 public struct CheckpointHeader: Codable, Equatable, Sendable {
     /// Layout version of the file; readers refuse versions they do not know.
     public var format: Int = Checkpoint.formatVersion
+    /// Everything needed to rebuild the network: architecture, input channels and size, class
+    /// count, widths, head, dropout and (with `--fusion`) the fitted metadata encoding.
     public var model: ModelSpec
     public var classes: [String]
     public var parameterCount: Int
@@ -36,6 +38,10 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
 
     /// The optimizer state layout this file holds.
     public var resolvedOptimizer: (name: String, count: Int) { (optimizer ?? SGD.stateName, optimizerStateCount ?? parameterCount) }
+    /// Extra float tensors after the running statistics (e.g. "ema": the weight average), in order.
+    public var extras: [TensorEntry]?
+    /// Early stopping and best-K ranking state (for exact resume).
+    public var runControl: RunControlState?
 
     /// The data order of a run: every rank rebuilds it from these numbers.
     public struct SamplerState: Codable, Equatable, Sendable {
@@ -51,6 +57,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
     public struct TensorEntry: Codable, Equatable, Sendable {
         public var name: String
         public var count: Int
+        public init(name: String, count: Int) { self.name = name; self.count = count }
     }
 
     public init(model: ModelSpec, classes: [String], network: Network, epoch: Int, step: Int,
@@ -74,6 +81,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
 ///     f32 × parameterCount  parameters
 ///     f32 × O               optimizer state (O = optimizerStateCount: SGD momentum, Adam m, v, steps)
 ///     f32 × stateCount      non-trainable state (BatchNorm running mean/var)
+///     f32 × each `extras`   extra tensors (e.g. the EMA of parameters and state), when listed
 ///     u64 FNV-1a hash of everything above
 ///
 /// Written atomically (temp file + fsync + rename); reading validates the magic, version,
@@ -82,7 +90,9 @@ public enum Checkpoint {
     public static let formatVersion = 1
     static let magic: [UInt8] = Array("DSTRCKPT".utf8)
 
-    public static func save(_ network: Network, header: CheckpointHeader, to path: String) throws {
+    /// `extras` must match `header.extras` (names and counts, in order).
+    public static func save(_ network: Network, header: CheckpointHeader, extras: [UnsafeBufferPointer<Float>] = [], to path: String) throws {
+        precondition(extras.map(\.count) == (header.extras ?? []).map(\.count), "checkpoint extras do not match the header")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = try encoder.encode(header)
@@ -97,6 +107,7 @@ public enum Checkpoint {
         data.append(UnsafeBufferPointer(network.store.parameterBuffer))
         data.append(UnsafeBufferPointer(network.store.optimizerStateBuffer))
         data.append(UnsafeBufferPointer(network.store.stateBuffer))
+        for e in extras { data.append(e) }
         let hash = data.withUnsafeBytes { fnv1a($0) }
         appendInteger(&data, hash)
         try AtomicFile.write(data, to: path)
@@ -108,6 +119,8 @@ public enum Checkpoint {
         public var parameters: [Float]
         public var optimizerState: [Float]
         public var state: [Float]
+        /// Extra tensors by name (see `CheckpointHeader.extras`).
+        public var extras: [String: [Float]] = [:]
     }
 
     public static func load(path: String) throws -> Contents {
@@ -130,7 +143,9 @@ public enum Checkpoint {
             let o = header.resolvedOptimizer.count
             guard o >= 0, o <= raw.count else { throw fail("optimizer state size \(o) does not fit the file") }
             let payload = 4 * (p + o + s)
-            let expected = 24 + headerLength + payload + 8
+            let extraEntries = header.extras ?? []
+            guard extraEntries.allSatisfy({ $0.count >= 0 }) else { throw fail("negative extra tensor size") }
+            let expected = 24 + headerLength + payload + 4 * extraEntries.map(\.count).reduce(0, +) + 8
             guard raw.count == expected else { throw fail("file is \(raw.count) bytes, header implies \(expected) (truncated or corrupt)") }
             let stored = raw.loadUnaligned(fromByteOffset: raw.count - 8, as: UInt64.self).littleEndian
             guard fnv1a(UnsafeRawBufferPointer(rebasing: raw[0..<raw.count - 8])) == stored else { throw fail("checksum mismatch (corrupt file)") }
@@ -138,13 +153,18 @@ public enum Checkpoint {
                 (0..<count).map { raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Float.self) }
             }
             let base = 24 + headerLength
-            return Contents(header: header, parameters: floats(base, p), optimizerState: floats(base + 4 * p, o),
-                            state: floats(base + 4 * (p + o), s))
+            var contents = Contents(header: header, parameters: floats(base, p), optimizerState: floats(base + 4 * p, o),
+                                    state: floats(base + 4 * (p + o), s))
+            var offset = base + 4 * (p + o + s)
+            for e in extraEntries { contents.extras[e.name] = floats(offset, e.count); offset += 4 * e.count }
+            return contents
         }
     }
 
     /// Copies the checkpoint into `network`, after checking it was saved from the same architecture.
-    public static func apply(_ contents: Contents, to network: Network, path: String) throws {
+    /// With `optimizerState` (resume), the network must hold the same optimizer's state layout
+    /// (`Optimizer.prepare`); evaluation passes false and takes only parameters and statistics.
+    public static func apply(_ contents: Contents, to network: Network, path: String, optimizerState: Bool = true) throws {
         let expected = (network.store.slots + network.store.stateSlots).map { CheckpointHeader.TensorEntry(name: $0.name, count: $0.range.count) }
         guard contents.header.tensors == expected else {
             let mismatch = zip(contents.header.tensors, expected).first { $0 != $1 }
@@ -153,15 +173,15 @@ public enum Checkpoint {
             throw ModelError.checkpoint(path: path, reason: "does not fit model \(network.spec.architecture): \(detail)")
         }
         let saved = contents.header.resolvedOptimizer, store = network.store
-        guard saved.name == store.optimizerName else {
+        guard saved.name == store.optimizerName || !optimizerState else {
             throw ModelError.checkpoint(path: path, reason: "holds \(saved.name) optimizer state but this run uses --optimizer \(store.optimizerName); "
                                         + "resuming with a different optimizer is not supported (start a new run)")
         }
-        guard saved.count == store.optimizerStateCount else {
+        guard saved.count == store.optimizerStateCount || !optimizerState else {
             throw ModelError.checkpoint(path: path, reason: "\(saved.name) state has \(saved.count) values, this model needs \(store.optimizerStateCount)")
         }
         contents.parameters.withUnsafeBufferPointer { network.store.parameters.update(from: $0.baseAddress!, count: $0.count) }
-        if !contents.optimizerState.isEmpty { contents.optimizerState.withUnsafeBufferPointer { network.store.optimizerState.update(from: $0.baseAddress!, count: $0.count) } }
+        if optimizerState, !contents.optimizerState.isEmpty { contents.optimizerState.withUnsafeBufferPointer { network.store.optimizerState.update(from: $0.baseAddress!, count: $0.count) } }
         if !contents.state.isEmpty {
             contents.state.withUnsafeBufferPointer { network.store.state.update(from: $0.baseAddress!, count: $0.count) }
         }

@@ -32,6 +32,7 @@ extension Optimizer {
 /// SGD with momentum and L2 weight decay, PyTorch semantics (`torch.optim.SGD`, dampening 0):
 /// g ← ∇ + wd·w (only on tensors that decay: weights, not biases or normalisation parameters);
 /// v ← μ·v + g; w ← w − lr·v (Nesterov: w ← w − lr·(g + μ·v)).
+/// Rates are scaled by each tensor's `lrScale`; frozen tensors (0) and their state are left alone.
 /// State: the momentum v, `count` floats (the store's default layout).
 public struct SGD: Optimizer, Sendable {
     public static let stateName = "sgd"

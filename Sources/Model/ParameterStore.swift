@@ -65,7 +65,7 @@ public final class ParameterStore {
     public private(set) var optimizerStateCount: Int
     public private(set) var optimizerName = SGD.stateName
     public let state: UnsafeMutablePointer<Float>
-    public private(set) var slots: [TensorSlot]
+    public internal(set) var slots: [TensorSlot]
     public private(set) var stateSlots: [TensorSlot]
 
     init(parameterSpecs: [ParameterSpec], stateSpecs: [StateSpec]) {
@@ -113,9 +113,6 @@ public final class ParameterStore {
         optimizerState.update(repeating: 0, count: stateCount)
         optimizerName = name
     }
-
-    /// Sets tensor `slot`'s learning-rate multiplier (0 freezes it).
-    public func setLearningRateScale(_ scale: Float, forSlot slot: Int) { slots[slot].lrScale = scale }
 
     /// Sets every gradient to zero (one memset).
     public func zeroGradients() { gradients.update(repeating: 0, count: count) }

@@ -23,6 +23,9 @@ public struct ManifestOptions: Sendable, Equatable {
     /// nil for none. A record without the field (or with null) is a group of its own.
     public var groupField: String?
     public var onBadRecord: BadRecordPolicy
+    /// When false, a line without the label field (or with null) is read with an empty label
+    /// (manifests of images to predict); a label that is present is still validated.
+    public var labelRequired = true
 
     public init(imageField: String = "image", labelField: String = "label", groupField: String? = nil,
                 onBadRecord: BadRecordPolicy = .error) {
@@ -315,13 +318,18 @@ public struct Manifest: Sendable {
 
         // The label.
         let labelKey = JSONWriter.string(options.labelField)
-        guard let labelValue = value[options.labelField] else { return bad("missing field \(labelKey)") }
         let label: String
-        guard let labelText = stringOrInteger(labelValue) else {
-            return bad("\(labelKey) is not a string or integer", "found \(labelValue.typeName)")
+        let given = value[options.labelField]
+        if !options.labelRequired && (given == nil || given == .null) {
+            label = ""
+        } else {
+            guard let labelValue = given else { return bad("missing field \(labelKey)") }
+            guard let labelText = stringOrInteger(labelValue) else {
+                return bad("\(labelKey) is not a string or integer", "found \(labelValue.typeName)")
+            }
+            if labelText.isEmpty { return bad("empty \(labelKey)") }
+            label = labelText
         }
-        if labelText.isEmpty { return bad("empty \(labelKey)") }
-        label = labelText
 
         // The group key: absent or null means none.
         var group: String?

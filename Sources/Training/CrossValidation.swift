@@ -35,9 +35,11 @@ public struct FoldResult: Codable, Sendable {
 /// share an image reference kept in one fold: `GroupedStratifier`), writes `folds.json`, and ships
 /// records and folds to every rank. `MPI_Comm_split` makes G groups of R ranks (`ranksPerFold`;
 /// ranks beyond G·R are idle and reported); group g trains folds g, g+G, g+2G, … in turn with
-/// every collective on its own communicator. Each fold's group root writes `fold-K/` (history,
-/// checkpoints, `oof.jsonl`, `metrics.json` when the fold is complete) as soon as it finishes;
-/// at the end the world's rank 0 gathers the fold results and writes `cv_summary.json`.
+/// every collective on its own communicator. Only the world's rank 0 writes RUN_DIR (no shared
+/// file system needed): group 0's folds go straight to `fold-K/` (history, checkpoints,
+/// `oof.jsonl`, `metrics.json` when the fold is complete); the other groups' roots write theirs
+/// on their own host (`FoldTransfer`) and ship them to rank 0 at the end, when rank 0 also
+/// gathers the fold results and writes `cv_summary.json`.
 /// With `resume`, complete folds are skipped and a partly trained fold resumes from its checkpoint.
 public final class CrossValidation {
     let options: CVOptions
@@ -51,6 +53,8 @@ public final class CrossValidation {
     struct Shipment: Codable {
         var data: TrainingData
         var folds: [Int]
+        /// Folds RUN_DIR already holds complete (with `resume`).
+        var done: [FoldResult] = []
     }
 
     @discardableResult
@@ -77,7 +81,15 @@ public final class CrossValidation {
                                             "per_fold": perFold, "grouped_by": ["image"] + (t.groupField.map { [$0] } ?? []), "manifest_fingerprint": set.fingerprint ?? ""]
             try AtomicFile.write(try JSONSerialization.data(withJSONObject: foldsJSON, options: [.sortedKeys]),
                                  to: runDir.appendingPathComponent("folds.json"))
-            return Shipment(data: TrainingData(train: set, val: nil, classes: classes.names), folds: folds)
+            var done: [FoldResult] = []
+            if t.resume {
+                for f in 0..<k {
+                    let metrics = runDir.appendingPathComponent("fold-\(f)/metrics.json")
+                    if let data = FileManager.default.contents(atPath: metrics),
+                       let r = try? JSONDecoder().decode(FoldResult.self, from: data), r.status == "complete" { done.append(r) }
+                }
+            }
+            return Shipment(data: TrainingData(train: set, val: nil, classes: classes.names), folds: folds, done: done)
         }
 
         // 2. Groups of ranks.
@@ -95,15 +107,25 @@ public final class CrossValidation {
 
         // 3. This group's folds.
         var mine: [FoldResult] = []
-        if myGroup < groups {
-            for fold in stride(from: myGroup, to: k, by: groups) {
-                mine.append(try runFold(fold, group: myGroup, comm: comm, shipment: shipment))
-            }
+        let myFolds = myGroup < groups ? Array(stride(from: myGroup, to: k, by: groups)) : []
+        // Group 0's root is the world's rank 0: it writes RUN_DIR itself; other groups stage.
+        let staging = FoldTransfer.stagingDirectory(for: t.outDir)
+        let writeRoot = myGroup == 0 ? t.outDir : staging
+        for fold in myFolds {
+            mine.append(try runFold(fold, group: myGroup, comm: comm, shipment: shipment, writeRoot: writeRoot))
         }
+        // Folds trained away from rank 0 move into RUN_DIR.
+        let shipped = comm.rank == 0 && myGroup > 0 ? FoldTransfer.files(in: staging, folds: myFolds) : []
+        try FoldTransfer.ship(shipped, from: staging, to: t.outDir, world: world)
 
         // 4. Summary on the world's rank 0.
         let bytes = comm.rank == 0 && myGroup < groups ? Array(try JSONEncoder().encode(mine)) : []
         let gathered = try world.gather(bytes: bytes, root: 0)
+        if !shipped.isEmpty {
+            // Rank 0 has written them (it joined the gather above only after that).
+            for fold in myFolds { try? FileManager.default.removeItem(atPath: (staging as NSString).appendingPathComponent("fold-\(fold)")) }
+            try? FileManager.default.removeItem(atPath: staging)   // only when empty
+        }
         guard let gathered else { return mine }
         let results = try gathered.filter { !$0.isEmpty }.flatMap { try JSONDecoder().decode([FoldResult].self, from: Data($0)) }
             .sorted { $0.fold < $1.fold }
@@ -111,11 +133,17 @@ public final class CrossValidation {
         return results
     }
 
-    private func runFold(_ fold: Int, group: Int, comm: Communicator, shipment: Shipment) throws -> FoldResult {
+    /// Trains and evaluates `fold`; the group root writes its files under `writeRoot/fold-K`.
+    private func runFold(_ fold: Int, group: Int, comm: Communicator, shipment: Shipment, writeRoot: String) throws -> FoldResult {
         let t = options.training
         let dir = ((t.outDir as NSString).appendingPathComponent("fold-\(fold)"))
-        let metricsPath = (dir as NSString).appendingPathComponent("metrics.json")
-        // A fold finished by an earlier run: its group root has the result.
+        let local = ((writeRoot as NSString).appendingPathComponent("fold-\(fold)"))
+        if let r = shipment.done.first(where: { $0.fold == fold }) {
+            if comm.rank == 0 { log("fold \(fold): complete in \(dir), skipped") }
+            return r
+        }
+        let metricsPath = (local as NSString).appendingPathComponent("metrics.json")
+        // A fold finished by an earlier run but not yet in RUN_DIR: its group root has the result.
         var done: [UInt8] = []
         if t.resume, comm.rank == 0, let data = FileManager.default.contents(atPath: metricsPath),
            let r = try? JSONDecoder().decode(FoldResult.self, from: data), r.status == "complete" { done = Array(data) }
@@ -131,15 +159,16 @@ public final class CrossValidation {
         let data = TrainingData(train: all.subset(trainIdx), val: all.subset(valIdx), classes: shipment.data.classes)
         var o = t
         o.outDir = dir
+        o.writeDir = local == dir ? nil : local
         o.valManifest = (dir as NSString).appendingPathComponent("val.jsonl")
         o.trainManifest = (dir as NSString).appendingPathComponent("train.jsonl")
         if comm.rank == 0 {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: local, withIntermediateDirectories: true)
             // The fold's own manifests: `distrainer train --train fold-K/train.jsonl --val fold-K/val.jsonl
             // --classes classes.json` reproduces this fold.
             for (name, set) in [("train.jsonl", data.train), ("val.jsonl", data.val!)] {
                 try AtomicFile.write(Data((set.manifestLines(classes: data.classes).joined(separator: "\n") + "\n").utf8),
-                                     to: (dir as NSString).appendingPathComponent(name))
+                                     to: (local as NSString).appendingPathComponent(name))
             }
             log("fold \(fold): group \(group) (\(comm.size) rank(s)), \(trainIdx.count) training / \(valIdx.count) held-out records")
         }
@@ -150,8 +179,8 @@ public final class CrossValidation {
         do {
             let summary = try trainer.train(data)
             guard let net = trainer.network else { throw TrainingError.io("fold \(fold): no trained network") }
-            try predictOutOfFold(net, data: data, fold: fold, dir: dir, comm: comm, into: &result)
-            result.metrics["best_val_acc"] = summary.bestMetric
+            try predictOutOfFold(net, data: data, fold: fold, dir: local, comm: comm, into: &result)
+            result.metrics["best_" + summary.bestMetricName] = summary.bestMetric
         } catch let e as TrainingError {
             guard case .tooManyFailures = e else { throw e }
             // Raised on every rank of the group together: record the failure, go on with other folds.
@@ -177,16 +206,16 @@ public final class CrossValidation {
         let local = max(1, t.evalBatchSize / comm.size)
         net.prepare(maxBatch: max(net.maxBatch, local))
         let cache = try ImageCache(options: t.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank, localBatch: local))
-        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache), maxBatch: local,
+        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache, metadata: net.spec.fusion), maxBatch: local,
                                  prefetch: t.prefetch, workers: t.loaderThreads, skipFailures: t.skipsFailures)
         defer { loader.shutdown() }
         let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: local)
         defer { scratch.deallocate() }
         let r = try Evaluation.run(net, loader: loader, setCount: val.count, classes: data.classes.count, localBatch: local,
-                                   comm: comm, scratch: scratch, collect: true)
+                                   comm: comm, scratch: scratch, collect: .all)
         let gathered = try comm.gather(bytes: Array(try JSONEncoder().encode(r.predictions)), root: 0)
         result.confusion = r.confusion
-        result.metrics = ClassificationMetrics(confusion: r.confusion).summary
+        result.metrics = r.metrics.summary
         result.metrics["loss"] = r.meanLoss
         result.metrics["count"] = Double(r.count)
         guard let gathered else { return }

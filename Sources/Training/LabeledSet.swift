@@ -12,6 +12,10 @@ public struct LabeledSet: Codable, Sendable {
     public var lines: [Int]
     /// Group key per record ("" when the manifest has none): records sharing one stay together.
     public var groups: [String]
+    /// Optional `lat`, `lon` and `source` of each record (the fusion model's metadata).
+    public var latitudes: [Double?] = []
+    public var longitudes: [Double?] = []
+    public var sources: [String?] = []
     /// Lines the manifest reader rejected (only with --skip-bad-records), with reasons.
     public var rejected: [String]
     /// SHA-256 of the manifest's normalised records (stored with checkpoints).
@@ -34,10 +38,19 @@ public struct LabeledSet: Codable, Sendable {
                 if skipBad { set.rejected.append("\(path):\(r.line): \(reason)"); continue }
                 throw ManifestError(file: path, line: r.line, reason: reason)
             }
-            set.images.append(r.image); set.paths.append(r.path); set.labels.append(Int32(k)); set.lines.append(r.line)
+            set.images.append(r.image); set.paths.append(absolute(r)); set.labels.append(Int32(k)); set.lines.append(r.line)
             set.groups.append(r.group ?? "")
+            set.latitudes.append(r.metadata.lat); set.longitudes.append(r.metadata.lon); set.sources.append(r.metadata.source)
         }
         return (set, classList)
+    }
+
+    /// A record's path made absolute against the working directory of the process that reads
+    /// the manifest (the coordinator), so every rank — on any host, whatever its own working
+    /// directory — opens the same path; URLs and absolute paths are kept as they are.
+    static func absolute(_ r: ManifestRecord) -> String {
+        guard !r.path.hasPrefix("/"), case .success(.path) = ImageReference.parse(r.image) else { return r.path }
+        return (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(r.path)
     }
 }
 
@@ -52,7 +65,9 @@ public struct TrainingData: Codable, Sendable {
 }
 
 /// Rank 0 reads and validates the data once; every other rank receives the result by broadcast
-/// (so ranks need no shared view of the manifest files, only of the images). A failure on
+/// (so ranks need no shared view of the manifest files, only of the images: relative image
+/// paths are resolved against the manifest's folder and made absolute on rank 0, so every host
+/// needs the images at those same absolute paths — or the manifest names URLs). A failure on
 /// rank 0 stops every rank: rank 0 with the cause, the others with a short note.
 enum DatasetExchange {
     private struct Shipment<T: Codable>: Codable {
@@ -86,7 +101,8 @@ extension LabeledSet {
     public func subset(_ indices: [Int]) -> LabeledSet {
         LabeledSet(manifest: manifest, images: indices.map { images[$0] }, paths: indices.map { paths[$0] },
                    labels: indices.map { labels[$0] }, lines: indices.map { lines[$0] }, groups: indices.map { groups[$0] },
-                   rejected: [], fingerprint: nil)
+                   latitudes: indices.map { latitudes[$0] }, longitudes: indices.map { longitudes[$0] },
+                   sources: indices.map { sources[$0] }, rejected: [], fingerprint: nil)
     }
 
     /// JSONL lines naming each record's resolved path and label (a manifest that loads anywhere

@@ -4,6 +4,7 @@ import Support
 /// The files of a run directory, written by the coordinator only (rank 0 of the job):
 ///
 ///     history.jsonl         one JSON object per epoch
+///     curves.png            loss and accuracy per epoch (redrawn at each epoch end)
 ///     classes.json          the class list (index = model output)
 ///     options.json          the resolved options
 ///     last.ckpt, best.ckpt  checkpoints (atomic)

@@ -23,8 +23,12 @@ extension TrainOptions {
         }
     }
 
-    /// The loss for classes `classes` with `counts` training samples each.
-    public func makeLoss(classes: [String], counts: [Int]) throws -> Loss {
+    /// `--class-weights` values computed from the training counts (anything else is a file).
+    static let computedClassWeights: Set<String> = ["auto", "effective"]
+
+    /// The loss for classes `classes` with `counts` training samples each; `fileWeights` are
+    /// weighted-ce's weights already read from the --class-weights file (by rank 0).
+    public func makeLoss(classes: [String], counts: [Int], fileWeights: [Float]? = nil) throws -> Loss {
         func invalid(_ m: String) -> TrainingError { .invalidOption(m) }
         guard labelSmoothing >= 0, labelSmoothing < 1 else { throw invalid("--label-smoothing must be in [0, 1), got \(labelSmoothing)") }
         if loss != .weightedCE, classWeights != "auto" {
@@ -34,7 +38,7 @@ extension TrainOptions {
         case .ce:
             return CrossEntropyLoss(labelSmoothing: labelSmoothing)
         case .weightedCE:
-            return CrossEntropyLoss(classWeights: try resolvedClassWeights(classes: classes, counts: counts), labelSmoothing: labelSmoothing)
+            return CrossEntropyLoss(classWeights: try fileWeights ?? resolvedClassWeights(classes: classes, counts: counts), labelSmoothing: labelSmoothing)
         case .focal:
             guard labelSmoothing == 0 else { throw invalid("--label-smoothing applies to --loss ce and weighted-ce, not focal") }
             guard focalGamma >= 0, focalGamma.isFinite else { throw invalid("--focal-gamma must be ≥ 0, got \(focalGamma)") }

@@ -7,6 +7,9 @@ public struct TrainOptions: Codable, Sendable {
     public var trainManifest: String
     public var valManifest: String?
     public var outDir: String
+    /// Where the coordinator writes the run's files instead of `outDir` (a cv fold trained away
+    /// from the job's rank 0 writes on its own host; the files are shipped to `outDir` later).
+    public var writeDir: String? = nil
     /// A fixed class list (classes.json) instead of the training labels' own.
     public var classesFile: String? = nil
     /// Manifest fields holding the image reference, the label and the group key.
@@ -49,6 +52,15 @@ public struct TrainOptions: Codable, Sendable {
     public var headDropout: Float? = nil
     /// Torchvision-style safetensors weights loaded (by tensor name) before training.
     public var pretrained: String? = nil
+    /// Fine-tuning: what stays fixed (`none`, `backbone` or a layer-name prefix such as `layer3`),
+    /// the 1-based epoch from which everything trains (nil: never), and the backbone's
+    /// learning-rate multiplier.
+    public var freeze = "none"
+    public var unfreezeAtEpoch: Int? = nil
+    public var backboneLRMultiplier: Float = 1
+    /// Image + metadata fusion: lat/lon (standardised on the training split) and `source`
+    /// one-hot through an MLP, concatenated with the pooled image features.
+    public var fusion = false
     public var channels = 3
     public var imageSize = 32
     public var mean: [Float] = [0.5]
@@ -124,6 +136,8 @@ public struct TrainOptions: Codable, Sendable {
     var skipsFailures: Bool { skipBadRecords || skipFailedSamples }
     public var resume = false
     public var progress = true
+    /// Accumulation, clipping, EMA, early stopping, best-K (TrainOptions+RunControl.swift).
+    public var runControl = RunControlOptions()
 
     public init(trainManifest: String, valManifest: String?, outDir: String) {
         self.trainManifest = trainManifest; self.valManifest = valManifest; self.outDir = outDir
@@ -148,6 +162,10 @@ public struct TrainOptions: Codable, Sendable {
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
         if let h = head { r["head"] = h.map { "\($0)" }.joined(separator: ",") }
         if let p = pretrained { r["pretrained"] = p }
+        r["freeze"] = freeze
+        if let u = unfreezeAtEpoch { r["unfreeze_at_epoch"] = "\(u)" }
+        r["backbone_lr_mult"] = "\(backboneLRMultiplier)"
+        r["fusion"] = "\(fusion)"
         if let m = maxSteps { r["max_steps"] = "\(m)" }
         r["cache_mem"] = "\(cacheMemoryBytes)"; r["cache_disk"] = "\(cacheDiskBytes)"; r["cache_policy"] = cachePolicy.rawValue
         r["fetch_concurrency"] = "\(fetchConcurrency)"
@@ -155,6 +173,7 @@ public struct TrainOptions: Codable, Sendable {
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
         r.merge(recipeRecord) { a, _ in a }
+        r.merge(runControl.record) { a, _ in a }
         return r
     }
 }

@@ -72,10 +72,12 @@ public final class Trainer {
         guard o.batchSize >= 1, o.epochs >= 1, o.evalBatchSize >= 1 else {
             throw TrainingError.invalidOption("--batch-size, --eval-batch-size and --epochs must be positive")
         }
+        try o.runControl.validate()
         BLAS.setThreads(o.threads)
         let run = try setUp(data)
         defer { run.shutdown() }
-        while run.globalStep < run.totalSteps {
+        if run.control.stopped, comm.rank == 0 { log("this run already stopped early at step \(run.globalStep)") }
+        while run.globalStep < run.totalSteps && !run.control.stopped {
             try trainEpoch(run)
         }
         return try finish(run)
@@ -88,23 +90,30 @@ public final class Trainer {
     func setUp(_ data: TrainingData) throws -> TrainingRun {
         let o = options, isRoot = comm.rank == 0, world = comm.size
         let format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
-        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
+        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.writeDir ?? o.outDir) : nil
         if let runDir { try writeRunFiles(data, to: runDir) }
-        let (spec, net) = try buildModel(classes: data.classes.count)
+        let (spec, net) = try buildModel(classes: data.classes.count, train: data.train)
         o.makeOptimizer().prepare(net.store)   // the state layout must be in place before a checkpoint fills it
         let start = try resumePoint(net: net, data: data, runDir: runDir)
         for buffer in [net.store.parameterBuffer, net.store.optimizerStateBuffer, net.store.stateBuffer] {
             try comm.broadcast(UnsafeMutableRawBufferPointer(buffer), root: 0)
         }
-        let sampler = try ShardedSampler(sampleCount: data.train.count, globalBatch: o.batchSize,
+        let sampler = try ShardedSampler(sampleCount: data.train.count, globalBatch: o.stepBatch,
                                          virtualShards: start.virtualShards, seed: o.seed)
         try sampler.validate(worldSize: world)
         let run = try TrainingRun(options: o, comm: comm, data: data, format: format, runDir: runDir,
                                   spec: spec, net: net, sampler: sampler, start: start)
+        // Run control and the weight average as rank 0 restored them.
+        let control = try comm.broadcast(bytes: isRoot ? Array(try JSONEncoder().encode(run.control)) : [], root: 0)
+        run.control = try JSONDecoder().decode(RunControlState.self, from: Data(control))
+        if let ema = run.ema { try comm.broadcast(UnsafeMutableRawBufferPointer(ema.buffer), root: 0) }
+        let hosts = try Placement.describe(comm)   // collective: every rank's host name to rank 0
         if isRoot {
             log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(data.train.count) training images"
-                + (data.val.map { ", \($0.count) validation images" } ?? "") + ", \(run.classes) classes, global batch \(o.batchSize), "
+                + (data.val.map { ", \($0.count) validation images" } ?? "") + ", \(run.classes) classes, global batch \(o.stepBatch)"
+                + (run.accumSteps > 1 ? " (\(run.accumSteps) × \(o.batchSize), one allreduce per step)" : "") + ", "
                 + "\(sampler.virtualShards) virtual shards")
+            if let hosts { log(hosts) }
         }
         return run
     }
@@ -126,13 +135,21 @@ public final class Trainer {
         }
     }
 
-    /// The model with initialised (or, on rank 0, pretrained) parameters.
-    func buildModel(classes: Int) throws -> (ModelSpec, Network) {
+    /// The model with initialised (or, on rank 0, pretrained) parameters; with `--fusion` its
+    /// metadata encoding is fitted on `train`.
+    func buildModel(classes: Int, train: LabeledSet) throws -> (ModelSpec, Network) {
         let o = options
         var spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize,
                              classes: classes, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
         spec.head = o.head
         spec.headDropout = o.headDropout
+        if o.fusion {
+            // Metadata statistics from the training split only (identical on every rank).
+            guard let encoding = MetadataEncoding.fit(latitudes: train.latitudes, longitudes: train.longitudes, sources: train.sources) else {
+                throw TrainingError.invalidOption("--fusion: no record of \(train.manifest) has both \"lat\" and \"lon\"")
+            }
+            spec.fusion = encoding
+        }
         let net = try Architectures.build(spec)
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, comm.rank == 0 {
@@ -147,15 +164,15 @@ public final class Trainer {
     /// where the run stands; otherwise step 0.
     func resumePoint(net: Network, data: TrainingData, runDir: RunDirectory?) throws -> ResumePoint {
         let o = options, train = data.train
-        var start = ResumePoint(virtualShards: o.virtualShards ?? ShardedSampler.defaultShards(globalBatch: o.batchSize, worldSize: comm.size))
+        var start = ResumePoint(virtualShards: o.virtualShards ?? ShardedSampler.defaultShards(globalBatch: o.stepBatch, worldSize: comm.size))
         if o.resume, let runDir, FileManager.default.fileExists(atPath: runDir.file("last.ckpt")) {
             let path = runDir.file("last.ckpt")
             let contents = try Checkpoint.load(path: path)
             let h = contents.header
             guard h.classes == data.classes else { throw TrainingError.invalidOption("\(path): its classes differ from this run's") }
-            guard let s = h.sampler, s.seed == o.seed, s.globalBatch == o.batchSize, s.sampleCount == train.count else {
+            guard let s = h.sampler, s.seed == o.seed, s.globalBatch == o.stepBatch, s.sampleCount == train.count else {
                 throw TrainingError.invalidOption("\(path): was written with another seed, global batch or training set size; "
-                                                  + "resume with the run's original --seed and --batch-size")
+                                                  + "resume with the run's original --seed and --batch-size × --accum-steps")
             }
             if let old = h.manifestFingerprint, let now = train.fingerprint, old != now {
                 log("warning: \(path) was trained on a different training manifest (fingerprint \(old.prefix(12))…, now \(now.prefix(12))…); resuming anyway")
@@ -166,6 +183,17 @@ public final class Trainer {
             start.epochProgress = h.epochProgress ?? [0, 0, 0]
             start.scheduleState = h.schedule?.stateVector ?? LearningRateSchedule.initialStateVector
             start.history = runDir.readHistory().filter { ($0["steps"] as? Int ?? 0) <= h.step }
+            start.control = h.runControl
+            if o.runControl.emaDecay != nil {
+                if let saved = contents.extras["ema"] {
+                    guard saved.count == net.store.count + net.store.stateCount else {
+                        throw TrainingError.invalidOption("\(path): its EMA has \(saved.count) values, this model needs \(net.store.count + net.store.stateCount)")
+                    }
+                    start.ema = saved
+                } else {
+                    log("warning: \(path) holds no weight average; the EMA restarts from the current weights")
+                }
+            }
             log("resuming \(o.outDir) at step \(h.step) (epoch \(h.epoch)), virtual shards \(s.virtualShards)")
         }
         start.adopt(try broadcast(start.broadcastValues))
@@ -176,22 +204,21 @@ public final class Trainer {
 
     /// One epoch (or the rest of it after a resume, or part of it when `--max-steps` stops).
     func trainEpoch(_ run: TrainingRun) throws {
-        var e = beginEpoch(run)
+        var e = try beginEpoch(run)
         for step in e.firstStep..<e.endStep {
-            guard let batch = try run.trainLoader.next() else { break }
-            try trainStep(run, &e, step: step, batch: batch)
+            guard try trainStep(run, &e, step: step) else { break }
             run.progress.update(epoch: e.epoch + 1, epochs: options.epochs, step: step + 1, steps: run.stepsPerEpoch,
-                                done: step + 1 - e.firstStep, batch: options.batchSize, seconds: Date().timeIntervalSince(e.started),
+                                done: step + 1 - e.firstStep, batch: options.stepBatch, seconds: Date().timeIntervalSince(e.started),
                                 loss: e.totals.seen > 0 ? e.totals.lossSum / e.totals.seen : 0)
             if options.checkpointEvery > 0, run.globalStep % options.checkpointEvery == 0, step + 1 < run.stepsPerEpoch,
                run.globalStep < run.totalSteps {
                 let sums = try comm.allreduce(e.totals.array, op: .sum)
-                try saveCheckpoint(run, epochsDone: e.epoch, metrics: [:], progress: sums, isBest: false)
+                try saveCheckpoint(run, epochsDone: e.epoch, metrics: [:], progress: sums)
             }
         }
         run.progress.finish()
         var (line, sums) = try reduceEpoch(run, e)
-        try averageRunningStatistics(run.net)
+        try averageRunningStatistics(run)
         let valFailures = try validate(run, into: &line)
         try reportFailures(train: e.failures, trainSet: run.data.train, val: valFailures, valSet: run.data.val,
                            epoch: e.epoch + 1, runDir: run.runDir)
@@ -200,8 +227,12 @@ public final class Trainer {
     }
 
     /// The epoch's data order, the loader started at this epoch's first step to run.
-    func beginEpoch(_ run: TrainingRun) -> EpochState {
+    func beginEpoch(_ run: TrainingRun) throws -> EpochState {
         let epoch = run.globalStep / run.stepsPerEpoch
+        // Fine-tuning: frozen tensors until --unfreeze-at-epoch (1-based), then everything.
+        let unfrozen = options.unfreezeAtEpoch.map { epoch + 1 >= $0 } ?? false
+        try run.net.applyFineTuning(freeze: unfrozen ? .none : FreezeSpec(options.freeze),
+                                    backboneLRMultiplier: options.backboneLRMultiplier)
         let firstStep = run.globalStep % run.stepsPerEpoch
         let endStep = min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch)
         let order = run.sampler.epoch(epoch)
@@ -209,27 +240,51 @@ public final class Trainer {
             run.trainSource.cached.planEpoch(run.sampler, epoch: epoch, fromStep: firstStep, rank: comm.rank, worldSize: comm.size)
         }
         run.cache.resetStats()
-        run.trainLoader.start(batches: (firstStep..<endStep).map { order.samples(step: $0, rank: comm.rank, worldSize: comm.size) })
+        // One loader batch per micro-batch: this rank's share of each step in `accumSteps` consecutive slices.
+        let k = run.accumSteps
+        run.trainLoader.start(batches: (firstStep..<endStep).flatMap { step -> [[Int]] in
+            let mine = order.samples(step: step, rank: comm.rank, worldSize: comm.size)
+            return k == 1 ? [mine] : (0..<k).map { Array(mine[($0 * mine.count / k)..<(($0 + 1) * mine.count / k)]) }
+        })
         let e = EpochState(epoch: epoch, firstStep: firstStep, endStep: endStep, complete: endStep == run.stepsPerEpoch, order: order,
-                           totals: run.carried, lr: run.schedule.rate(atStep: run.globalStep))
+                           totals: run.carried, lr: run.schedule.rate(atStep: run.globalStep), allreduceCallsBefore: run.reducer.callCount)
         run.carried = EpochTotals()
         return e
     }
 
     // MARK: - One step
 
-    /// One optimizer step on one global batch (this rank's part of it is `batch`).
-    func trainStep(_ run: TrainingRun, _ e: inout EpochState, step: Int, batch: LoadedBatch) throws {
-        e.failures += batch.failures
-        var globalCount = e.order.batchSize(step: step)
-        if options.skipsFailures { globalCount = Int(try comm.allreduce([Int64(batch.count)], op: .sum)[0]) }
+    /// One optimizer step on one global batch: `accumSteps` micro-batches (this rank's parts come
+    /// from the loader), gradients accumulated, then one update. False when the loader ran dry.
+    func trainStep(_ run: TrainingRun, _ e: inout EpochState, step: Int) throws -> Bool {
+        let scheduled = e.order.batchSize(step: step)
         run.net.store.zeroGradients()
-        let normaliser = try run.lossNormaliser(batch: batch, globalCount: globalCount, comm: comm)
-        forwardBackward(run, &e, batch: batch, gradScale: normaliser > 0 ? Float(1 / normaliser) : 0)
-        run.trainLoader.recycle(batch)
+        var loaded = 0
+        let lossBefore = e.totals.lossSum
+        run.beginStepWeights()
+        for _ in 0..<run.accumSteps {
+            guard let batch = try run.trainLoader.next() else { return false }
+            e.failures += batch.failures
+            loaded += batch.count
+            run.addStepWeights(batch)
+            forwardBackward(run, &e, batch: batch, gradScale: 1 / Float(max(scheduled, 1)))
+            run.trainLoader.recycle(batch)
+        }
+        // With skipped samples the mean runs over the samples actually loaded.
+        var globalCount = scheduled
+        if options.skipsFailures { globalCount = Int(try comm.allreduce([Int64(loaded)], op: .sum)[0]) }
+        // The mean's normaliser D (see `Loss`): the global sample count, or a weighted loss's global weight sum.
+        let normaliser = try run.lossNormaliser(globalCount: globalCount, comm: comm)
+        if run.lossFunction.isWeighted, normaliser > 0 {
+            // train_loss: the step's weighted mean, counted once per sample.
+            e.totals.lossSum = lossBefore + (e.totals.lossSum - lossBefore) * Double(globalCount) / normaliser
+        }
         e.lr = run.schedule.rate(atStep: run.globalStep)
-        if globalCount > 0 { try applyUpdate(run, &e) }
+        if globalCount > 0, normaliser > 0 {
+            try applyUpdate(run, &e, rescale: normaliser == Double(scheduled) ? 1 : Float(Double(scheduled) / normaliser))
+        }
         run.globalStep += 1
+        return true
     }
 
     /// Forward, loss and backward on this rank's samples; ACCUMULATES parameter gradients.
@@ -238,19 +293,29 @@ public final class Trainer {
         let net = run.net
         let logits = batch.indices.withUnsafeBufferPointer { ids in
             net.forward(batch.inputs, batch: batch.count, mode: .train,
-                        context: StepContext(seed: options.seed, step: run.globalStep, sampleIDs: ids))
+                        context: StepContext(seed: options.seed, step: run.globalStep, sampleIDs: ids,
+                                             metadata: UnsafePointer(batch.metadata)))
         }
         let r = run.loss(logits: logits, labels: batch.labels, batch: batch.count, gradScale: gradScale)
         net.backward(batch.inputs, dLogits: run.dLogits, batch: batch.count, mode: .train)
         e.totals.lossSum += r.lossSum; e.totals.correct += Double(r.correct); e.totals.seen += Double(batch.count)
     }
 
-    /// Sums the gradients over ranks and applies the optimizer with the step's learning rate.
-    func applyUpdate(_ run: TrainingRun, _ e: inout EpochState) throws {
+    /// Sums the gradients over ranks (once per step), scales them by `rescale`, clips them by
+    /// global norm (the same on every rank, as the sums are), applies the optimizer with the step's
+    /// learning rate, and moves the weight average.
+    func applyUpdate(_ run: TrainingRun, _ e: inout EpochState, rescale: Float) throws {
+        let store = run.net.store
         let t = DispatchTime.now().uptimeNanoseconds
-        try run.reducer.reduce(run.net.store.gradients)
+        try run.reducer.reduce(store.gradients)
         e.allreduceNanos += DispatchTime.now().uptimeNanoseconds - t
-        run.optimizer.step(run.net.store, lr: e.lr)
+        if rescale != 1 { for i in 0..<store.count { store.gradients[i] *= rescale } }
+        if let maxNorm = options.runControl.clipGradNorm {
+            e.gradNormSum += GradientClipping.clip(store.gradients, count: store.count, maxNorm: maxNorm)
+        }
+        run.optimizer.step(store, lr: e.lr)
+        run.ema?.update(from: store)
+        e.updates += 1
     }
 
     // MARK: - Epoch end
@@ -268,13 +333,18 @@ public final class Trainer {
             "epoch": e.epoch + 1, "steps": run.globalStep, "lr": Double(e.lr),
             "train_loss": totals.seen > 0 ? totals.lossSum / totals.seen : 0,
             "train_acc": totals.seen > 0 ? totals.correct / totals.seen : 0,
-            "images_per_sec": seconds > 0 ? Double(stepsRun) * Double(options.batchSize) / seconds : 0,
+            "images_per_sec": seconds > 0 ? Double(stepsRun) * Double(options.stepBatch) / seconds : 0,
             "seconds": seconds,
             "data_stall": seconds > 0 ? sums[4] / world / seconds : 0,
             "allreduce_fraction": seconds > 0 ? sums[5] / world / seconds : 0,
             "skipped": Int(sums[3]),
         ]
         if !e.complete { line["partial"] = true }
+        // Debug counter: gradient allreduce calls per optimizer update (1 with or without accumulation).
+        if e.updates > 0 {
+            line["allreduce_per_step"] = Double(run.reducer.callCount - e.allreduceCallsBefore) / Double(e.updates)
+            if options.runControl.clipGradNorm != nil { line["grad_norm"] = e.gradNormSum / Double(e.updates) }
+        }
         // This epoch's cache traffic over all ranks (training and validation reads).
         let st = run.cache.stats()
         let c = try comm.allreduce([st.accesses, st.memoryHits + st.diskHits, st.fetches, st.bytesFetched,
@@ -294,10 +364,21 @@ public final class Trainer {
                                    localBatch: run.evalLocal, comm: comm, scratch: run.predicted)
         line["val_loss"] = r.meanLoss
         line["val_acc"] = r.accuracy
-        for (k, v) in ClassificationMetrics(confusion: r.confusion).summary where k != "accuracy" { line["val_\(k)"] = v }
+        for (k, v) in r.metrics.summary where k != "accuracy" { line["val_\(k)"] = v }   // val_macro_f1, val_top5, val_ece, …
         line["val_count"] = Int(r.count)
         line["val_skipped"] = r.skipped
+        line["val_macro_f1"] = ClassificationMetrics(confusion: r.confusion).macroF1
         run.lastValAccuracy = r.accuracy
+        if let ema = run.ema {
+            // The weight average, evaluated in place of the weights (then swapped back).
+            ema.swap(with: run.net.store)
+            defer { ema.swap(with: run.net.store) }
+            let a = try Evaluation.run(run.net, loader: valLoader, setCount: val.count, classes: run.classes,
+                                       localBatch: run.evalLocal, comm: comm, scratch: run.predicted)
+            line["val_loss_ema"] = a.meanLoss
+            line["val_acc_ema"] = a.accuracy
+            line["val_macro_f1_ema"] = ClassificationMetrics(confusion: a.confusion).macroF1
+        }
         return r.failures
     }
 
@@ -313,18 +394,25 @@ public final class Trainer {
         }
     }
 
-    /// The best metric, checkpoints and the history line of a finished (or stopped) epoch.
+    /// The monitored metric (best, best-K, early stopping), checkpoints and the history line of a
+    /// finished (or stopped) epoch. Only complete epochs are ranked.
     func endEpoch(_ run: TrainingRun, _ e: EpochState, line: [String: Any], progress: [Double]) throws {
         // Reduce-on-plateau at the end of a complete epoch, before the checkpoint records its state.
         if e.complete, let m = line[run.plateauMetric] as? Double { run.schedule.epochEnded(metric: m) }
-        let value = line[run.metric] as? Double ?? 0
-        let improved = e.complete && value > run.best.value
-        if improved { run.best = (value, e.epoch + 1) }
+        var update = RunControlState.Update()
+        if e.complete { update = run.control.record(epoch: e.epoch + 1, value: line[run.metric] as? Double ?? 0, options: options.runControl) }
         try saveCheckpoint(run, epochsDone: e.complete ? e.epoch + 1 : e.epoch, metrics: line.compactMapValues { $0 as? Double },
-                           progress: e.complete ? nil : progress, isBest: improved)
+                           progress: e.complete ? nil : progress, update: update)
+        if run.control.stopped, comm.rank == 0 {
+            log(String(format: "early stopping after epoch %d: %@ did not improve by more than %g for %d epoch(s); best %.4f at epoch %d",
+                       e.epoch + 1, run.metric, options.runControl.earlyStopMinDelta, run.control.badEpochs,
+                       run.control.best ?? 0, run.control.bestEpoch))
+        }
         guard let runDir = run.runDir else { return }
         run.history.append(line)
         try runDir.writeHistory(run.history)
+        do { try CurvesPlot.render(history: run.history).writePNG(to: runDir.file("curves.png")) }
+        catch { log("warning: cannot write \(runDir.file("curves.png")): \(error)") }
         log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", e.epoch + 1, options.epochs, e.complete ? "" : " (partial)",
                    line["train_loss"] as! Double, line["train_acc"] as! Double)
             + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
@@ -333,26 +421,38 @@ public final class Trainer {
 
     // MARK: - Checkpoints and the end
 
-    /// Rank 0 writes last.ckpt (and best.ckpt when `isBest`); all ranks first agree on the
-    /// BatchNorm statistics, since every rank resumes from rank 0's file.
-    func saveCheckpoint(_ run: TrainingRun, epochsDone: Int, metrics: [String: Double], progress: [Double]?, isBest: Bool) throws {
-        try averageRunningStatistics(run.net)
+    /// Rank 0 writes last.ckpt, best.ckpt when the epoch is the best so far and best-epochNNN.ckpt
+    /// when it enters the best K (each atomically), then deletes the files that left the ranking (the
+    /// ranking in last.ckpt is updated first, so a crash leaves at most a stray file, never a
+    /// missing one). All ranks first agree on the BatchNorm statistics, since every rank resumes
+    /// from rank 0's file.
+    func saveCheckpoint(_ run: TrainingRun, epochsDone: Int, metrics: [String: Double], progress: [Double]?,
+                        update: RunControlState.Update = .init()) throws {
+        try averageRunningStatistics(run)
         guard let runDir = run.runDir else { return }
         let o = options
         var header = CheckpointHeader(model: run.spec, classes: run.data.classes, network: run.net, epoch: epochsDone, step: run.globalStep,
                                       metrics: metrics, mean: run.format.mean, std: run.format.std, options: o.record)
-        header.sampler = .init(seed: o.seed, virtualShards: run.sampler.virtualShards, globalBatch: o.batchSize, sampleCount: run.data.train.count)
+        header.sampler = .init(seed: o.seed, virtualShards: run.sampler.virtualShards, globalBatch: o.stepBatch, sampleCount: run.data.train.count)
         header.manifestFingerprint = run.data.train.fingerprint
         header.epochProgress = progress
+        header.runControl = run.control
         header.schedule = run.schedule
-        try Checkpoint.save(run.net, header: header, to: runDir.file("last.ckpt"))
-        if isBest { try Checkpoint.save(run.net, header: header, to: runDir.file("best.ckpt")) }
+        var extras: [UnsafeBufferPointer<Float>] = []
+        if let ema = run.ema {
+            header.extras = [.init(name: "ema", count: ema.buffer.count)]
+            extras.append(UnsafeBufferPointer(ema.buffer))
+        }
+        if let keep = update.keep { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file(keep)) }
+        if update.isBest { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("best.ckpt")) }
+        try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("last.ckpt"))
+        for name in update.dropped { try? FileManager.default.removeItem(atPath: runDir.file(name)) }
     }
 
     /// The summary every rank returns (rank 0's best metric, broadcast).
     func finish(_ run: TrainingRun) throws -> TrainSummary {
         network = run.net
-        let bestAll = try broadcast([run.best.value, Double(run.best.epoch)])
+        let bestAll = [run.control.best ?? 0, Double(run.control.bestEpoch)]
         if comm.rank == 0 && bestAll[1] > 0 {
             log(String(format: "best %@ %.4f at epoch %d (%@)", run.metric, bestAll[0], Int(bestAll[1]),
                        (options.outDir as NSString).appendingPathComponent("best.ckpt")))
@@ -361,12 +461,15 @@ public final class Trainer {
                             bestEpoch: Int(bestAll[1]), finalValAccuracy: run.lastValAccuracy)
     }
 
-    /// BatchNorm running statistics: the mean over ranks.
-    private func averageRunningStatistics(_ net: Network) throws {
-        guard comm.size > 1, net.store.stateCount > 0 else { return }
-        try comm.allreduce(net.store.stateBuffer, op: .sum)
+    /// BatchNorm running statistics (and their weight average): the mean over ranks.
+    private func averageRunningStatistics(_ run: TrainingRun) throws {
+        let store = run.net.store
+        guard comm.size > 1, store.stateCount > 0 else { return }
         let inv = 1 / Float(comm.size)
-        for i in 0..<net.store.stateCount { net.store.state[i] *= inv }
+        for buffer in [store.stateBuffer] + (run.ema.map { [$0.stateBuffer] } ?? []) {
+            try comm.allreduce(buffer, op: .sum)
+            for i in buffer.indices { buffer[i] *= inv }
+        }
     }
 
     private func broadcast(_ v: [Double]) throws -> [Double] {

@@ -15,6 +15,10 @@ struct ResumePoint {
     var scheduleState = LearningRateSchedule.initialStateVector
     /// History lines up to `step` (rank 0 only).
     var history: [[String: Any]] = []
+    /// Early stopping / best-K state (every rank: broadcast from rank 0's checkpoint).
+    var control: RunControlState?
+    /// The saved weight average (rank 0 only; `setUp` broadcasts it).
+    var ema: [Float]?
 
     /// The numbers every rank needs, as broadcast from rank 0.
     var broadcastValues: [Double] { [Double(step), Double(virtualShards)] + epochProgress + scheduleState }
@@ -47,6 +51,11 @@ struct EpochState {
     var lr: Float
     var failures: [SampleFailure] = []
     var allreduceNanos: UInt64 = 0
+    /// Optimizer updates applied, gradient allreduce calls before the epoch, and the sum of the
+    /// gradient norms before clipping (with --clip-grad-norm).
+    var updates = 0
+    let allreduceCallsBefore: Int
+    var gradNormSum = 0.0
 }
 
 /// Everything one `Trainer.train` call sets up once, and where the run stands.
@@ -65,7 +74,9 @@ final class TrainingRun {
     let stepsPerEpoch: Int
     /// Where this call stops: all epochs, or `--max-steps`.
     let totalSteps: Int
-    /// Largest per-rank training batch, and the per-rank evaluation batch.
+    /// Micro-batches per optimizer step (gradient accumulation).
+    let accumSteps: Int
+    /// Largest per-rank training micro-batch, and the per-rank evaluation batch.
     let maxLocal: Int
     let evalLocal: Int
     let reducer: BucketedAllreduce
@@ -75,10 +86,8 @@ final class TrainingRun {
     /// The metric reduce-on-plateau watches.
     let plateauMetric: String
     let lossFunction: Loss
-    /// Scratch for the weighted loss's normaliser allreduce, and the current step's
-    /// globalCount / normaliser (scales the loss sum so `train_loss` stays a per-sample mean).
+    /// This rank's weight sum of the current step (weighted losses), allreduced in place.
     private let weightSum = UnsafeMutableBufferPointer<Double>.allocate(capacity: 1)
-    private var lossWeight = 1.0
     let cache: ImageCache
     let trainSource: ImageSampleSource
     let trainLoader: BatchLoader
@@ -87,15 +96,17 @@ final class TrainingRun {
     let dLogits: UnsafeMutablePointer<Float>
     let predicted: UnsafeMutablePointer<Int32>
     let progress: ProgressLine
-    /// The metric `best.ckpt` is chosen by (higher is better).
+    /// The metric best.ckpt, best-K and early stopping follow.
     let metric: String
+    /// The exponential moving average of the weights (with --ema-decay).
+    let ema: WeightAverage?
 
     /// Optimizer steps done: the single source of truth for the position (epoch = step / stepsPerEpoch).
     var globalStep: Int
     /// History lines so far (rank 0).
     var history: [[String: Any]]
-    /// Best `metric` so far and the epoch that reached it (rank 0).
-    var best: (value: Double, epoch: Int) = (-Double.infinity, 0)
+    /// Best `metric`, best-K ranking and early stopping (identical on every rank).
+    var control: RunControlState
     /// Sums of an interrupted epoch that the next epoch continues (rank 0 carries the resumed ones).
     var carried: EpochTotals
     var lastValAccuracy: Double?
@@ -105,10 +116,15 @@ final class TrainingRun {
 
     init(options o: TrainOptions, comm: Communicator, data: TrainingData, format: InputFormat, runDir: RunDirectory?,
          spec: ModelSpec, net: Network, sampler: ShardedSampler, start: ResumePoint) throws {
+        let metric = try o.runControl.resolvedMonitor(hasValidation: data.val != nil)
+        self.metric = metric
         self.data = data; self.format = format; self.runDir = runDir; self.spec = spec; self.net = net; self.sampler = sampler
         let world = comm.size
         let shardsPerRank = sampler.virtualShards / world
-        let maxLocal = min(o.batchSize, (o.batchSize / sampler.virtualShards + 1) * shardsPerRank)
+        accumSteps = o.runControl.accumSteps
+        // A step's share on this rank, split into `accumSteps` micro-batches.
+        let stepLocal = min(o.stepBatch, (o.stepBatch / sampler.virtualShards + 1) * shardsPerRank)
+        let maxLocal = (stepLocal + accumSteps - 1) / accumSteps
         let evalLocal = max(1, o.evalBatchSize / world)
         self.maxLocal = maxLocal; self.evalLocal = evalLocal
         stepsPerEpoch = sampler.stepsPerEpoch
@@ -126,25 +142,30 @@ final class TrainingRun {
         plateauMetric = o.plateauMonitor(hasValidation: data.val != nil)
         var counts = [Int](repeating: 0, count: data.classes.count)
         for l in data.train.labels { counts[Int(l)] += 1 }
-        lossFunction = try o.makeLoss(classes: data.classes, counts: counts)
-        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache)
+        lossFunction = try Self.shareLoss(o, comm: comm, classes: data.classes, counts: counts)
+        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache, metadata: spec.fusion)
         trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
                                   prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
-        valLoader = data.val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
+        valLoader = data.val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache, metadata: spec.fusion), maxBatch: evalLocal,
                                                prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
         dLogits = .allocate(capacity: max(maxLocal, evalLocal) * data.classes.count)
         predicted = .allocate(capacity: max(maxLocal, evalLocal))
         progress = ProgressLine(enabled: runDir != nil && o.progress && isatty(STDERR_FILENO) == 1)
-        let metric = data.val != nil ? "val_acc" : "train_acc"
-        self.metric = metric
+        ema = o.runControl.emaDecay.map { WeightAverage(decay: $0, store: net.store) }
+        if let ema, let saved = start.ema { ema.load(saved) }
         globalStep = start.step
         history = start.history
         carried = EpochTotals(runDir != nil ? start.epochProgress : [0, 0, 0])
-        var best = (value: -Double.infinity, epoch: 0)
-        for h in start.history where h["partial"] == nil {
-            if let m = h[metric] as? Double, m > best.value { best = (m, h["epoch"] as? Int ?? 0) }
+        if let c = start.control, c.monitor == metric {
+            control = c
+        } else {
+            // A new run, or one whose checkpoint predates run-control state: rebuild it from the history.
+            var c = RunControlState(monitor: metric)
+            for h in start.history where h["partial"] == nil {
+                if let m = h[metric] as? Double { _ = c.record(epoch: h["epoch"] as? Int ?? 0, value: m, options: RunControlOptions()) }
+            }
+            control = c
         }
-        self.best = best
     }
 
     deinit { dLogits.deallocate(); predicted.deallocate(); weightSum.deallocate() }
@@ -154,22 +175,44 @@ final class TrainingRun {
 
     // MARK: the loss (optimizer, schedule and loss come from TrainOptions' factories)
 
+    /// Starts a step's weight sum; `addStepWeights` adds each micro-batch (weighted losses only).
+    func beginStepWeights() { weightSum[0] = 0 }
+    func addStepWeights(_ batch: LoadedBatch) {
+        guard lossFunction.isWeighted, batch.count > 0 else { return }
+        weightSum[0] += lossFunction.weightSum(labels: batch.labels, targets: nil, batch: batch.count, classes: classes)
+    }
+
     /// The step's loss normaliser D (see `Loss`): the global sample count, or for a weighted loss
-    /// the global batch's weight sum — one 8-byte allreduce that every rank joins, even with no
-    /// samples in this step.
-    func lossNormaliser(batch: LoadedBatch, globalCount: Int, comm: Communicator) throws -> Double {
-        guard lossFunction.isWeighted else { lossWeight = 1; return Double(globalCount) }
-        weightSum[0] = batch.count > 0 ? lossFunction.weightSum(labels: batch.labels, targets: nil, batch: batch.count, classes: classes) : 0
+    /// the global batch's weight sum — one 8-byte allreduce per step that every rank joins, even
+    /// with no samples in this step.
+    func lossNormaliser(globalCount: Int, comm: Communicator) throws -> Double {
+        guard lossFunction.isWeighted else { return Double(globalCount) }
         try comm.allreduce(weightSum, op: .sum)
-        lossWeight = weightSum[0] > 0 ? Double(globalCount) / weightSum[0] : 0
         return weightSum[0]
     }
 
-    /// The loss of one training batch: loss sum (for the history: the step's weighted mean times
-    /// its sample count) and correct predictions; writes dLogits scaled by `gradScale` (1/D).
+    /// weighted-ce's weights from a FILE are read by rank 0 only (no shared file system needed)
+    /// and broadcast; every rank then builds the same loss.
+    static func shareLoss(_ o: TrainOptions, comm: Communicator, classes: [String], counts: [Int]) throws -> Loss {
+        guard o.loss == .weightedCE, !TrainOptions.computedClassWeights.contains(o.classWeights), comm.size > 1 else {
+            return try o.makeLoss(classes: classes, counts: counts)
+        }
+        var shipped = [Double](repeating: 0, count: classes.count + 1)   // [ok, weights…]
+        var failure: Error?
+        if comm.rank == 0 {
+            do { shipped = [1] + (try o.resolvedClassWeights(classes: classes, counts: counts)).map(Double.init) } catch { failure = error }
+        }
+        try shipped.withUnsafeMutableBytes { try comm.broadcast($0, root: 0) }
+        if let failure { throw failure }
+        guard shipped[0] == 1 else { throw TrainingError.coordinatorFailed("rank 0 could not read --class-weights \(o.classWeights)") }
+        return try o.makeLoss(classes: classes, counts: counts, fileWeights: shipped.dropFirst().map(Float.init))
+    }
+
+    /// The loss of one training batch: loss sum (a weighted loss's numerator) and correct
+    /// predictions; writes dLogits scaled by `gradScale`.
     func loss(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, gradScale: Float) -> (lossSum: Double, correct: Int) {
         let r = lossFunction.evaluate(logits: logits, labels: labels, targets: nil, batch: batch, classes: classes,
                                       gradScale: gradScale, dLogits: dLogits)
-        return (r.lossSum * lossWeight, r.correct)
+        return (r.lossSum, r.correct)
     }
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A local HTTP server for fetcher and cache tests that serves files and injects faults.
 
-    python3 fault_server.py DIR [MAX_SECONDS]
+    python3 fault_server.py DIR [MAX_SECONDS [ADDRESS]]
 
-Binds 127.0.0.1 on a free port, prints "PORT <n>" on stdout, then serves the files under DIR
+Binds ADDRESS (default 127.0.0.1) on a free port, prints "PORT <n>" on stdout, then serves the files under DIR
 (HTTP/1.1, keep-alive, Content-Length). It exits when killed, when its standard input reaches
 end of file (so it dies with the test process that holds the other end of the pipe), or after
 MAX_SECONDS (default 600). Standard library only.
@@ -171,7 +171,7 @@ def exit_when_orphaned(max_seconds):
 
 
 def main():
-    server = Server(("127.0.0.1", 0), Handler)
+    server = Server((sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1", 0), Handler)
     exit_when_orphaned(float(sys.argv[2]) if len(sys.argv) > 2 else 600)
     print("PORT %d" % server.server_address[1], flush=True)
     try:

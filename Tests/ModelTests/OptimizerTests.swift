@@ -76,7 +76,7 @@ import TestSupport
         let opt: Optimizer = name == "sgd" ? SGD(momentum: 0.9, weightDecay: 0.1)
             : Adam(weightDecay: 0.1, decoupledWeightDecay: name == "adamw")
         let frozen = Self.store(), reference = Self.store()
-        frozen.setLearningRateScale(0, forSlot: 1)
+        frozen.slots[1].lrScale = 0
         let a = Self.run(opt, frozen), b = Self.run(opt, reference)
         #expect(a.allSatisfy { $0[2] == 0.5 })
         #expect(a.map { Array($0[0..<2]) } == b.map { Array($0[0..<2]) })
@@ -84,7 +84,7 @@ import TestSupport
         if name != "sgd" { #expect(frozen.optimizerState[2 * 3 + 1] == 0 && frozen.optimizerState[2 * 3] == 3) }
         // Scale 0.5 at lr 0.1 is one step at lr 0.05.
         let half = Self.store(), slow = Self.store()
-        half.setLearningRateScale(0.5, forSlot: 0); half.setLearningRateScale(0.5, forSlot: 1)
+        half.slots[0].lrScale = 0.5; half.slots[1].lrScale = 0.5
         opt.prepare(half); opt.prepare(slow)
         for i in 0..<3 { half.gradients[i] = Self.grads[0][i]; slow.gradients[i] = Self.grads[0][i] }
         opt.step(half, lr: 0.1); opt.step(slow, lr: 0.05)

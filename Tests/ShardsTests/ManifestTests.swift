@@ -35,6 +35,24 @@ import TestSupport
         #expect(m.rejected.isEmpty && m.rejectedCounts.isEmpty)
     }
 
+    /// Manifests of images to predict: with `labelRequired` off a missing or null label reads as
+    /// "", while a label that is present is still checked.
+    @Test func optionalLabels() throws {
+        let (dir, path) = try manifest("""
+            {"image": "a.png"}
+            {"image": "b.png", "label": null}
+            {"image": "c.png", "label": 7}
+            """)
+        defer { TestSupport.removeTree(dir) }
+        var o = ManifestOptions()
+        #expect(throws: ManifestError.self) { try Manifest.load(path: path, options: o) }
+        o.labelRequired = false
+        #expect(try Manifest.load(path: path, options: o).records.map(\.label) == ["", "", "7"])
+        let (dir2, bad) = try manifest(#"{"image": "a.png", "label": ""}"#)
+        defer { TestSupport.removeTree(dir2) }
+        #expect(throws: ManifestError.self) { try Manifest.load(path: bad, options: o) }
+    }
+
     @Test func relativeManifestPath() throws {
         let (dir, _) = try manifest(#"{"image": "x.png", "label": "a"}"#, name: "m.jsonl")
         defer { TestSupport.removeTree(dir) }

@@ -33,12 +33,19 @@ public final class FaultServer: @unchecked Sendable {
     static let script: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures/fault_server.py").path
 
-    public init(maxSeconds: Int = 120) throws {
+    /// The address the server listens on (and its URLs name).
+    public let host: String
+
+    /// `launcher` runs the server through another program (e.g. `NetnsCluster.command(on:)`, to
+    /// serve from inside a network namespace on `host`, one of its addresses).
+    public init(maxSeconds: Int = 120, host: String = "127.0.0.1", launcher: [String] = []) throws {
         guard let python = Self.python else { throw ServerError("python3 not found") }
+        self.host = host
         root = try TestSupport.makeTempDir("fault-server")
         process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [Self.script, root.path, String(maxSeconds)]
+        let command = launcher + [python, Self.script, root.path, String(maxSeconds), host]
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         stdin = Pipe()
         let out = Pipe()
         process.standardInput = stdin
@@ -79,8 +86,8 @@ public final class FaultServer: @unchecked Sendable {
         TestSupport.removeTree(root)
     }
 
-    /// `http://127.0.0.1:PORT/` + `target` (a path with an optional query, no leading slash).
-    public func url(_ target: String) -> String { "http://127.0.0.1:\(port)/\(target)" }
+    /// `http://HOST:PORT/` + `target` (a path with an optional query, no leading slash).
+    public func url(_ target: String) -> String { "http://\(host):\(port)/\(target)" }
 
     /// Puts a file the server will serve as `/name`.
     public func put(_ name: String, _ bytes: [UInt8]) throws {
@@ -112,7 +119,7 @@ public final class FaultServer: @unchecked Sendable {
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_addr.s_addr = inet_addr(host)   // (reachable only when the server shares this network namespace)
         let ok = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
