@@ -53,8 +53,18 @@ import TestSupport
             #expect(r.status == 0, "\(ranks) ranks: \(r.stderr)")
             params.append(try Checkpoint.load(path: run.appendingPathComponent("last.ckpt").path).parameters)
         }
-        let maxDiff = zip(params[0], params[1]).map { abs($0 - $1) }.max() ?? .infinity
-        #expect(maxDiff < 1e-4, "2 ranks differ from 1 rank by \(maxDiff)")
+        // The same global batch as 2 accumulated micro-batches of 32: the weight sum is taken over
+        // the whole step, not per micro-batch.
+        let accum = dir.appendingPathComponent("accum")
+        let r = try TestSupport.mpirun(2, ["train", "--train", data.train, "--epochs", "2", "--batch-size", "32", "--no-batchnorm", "--lr", "0.05",
+                                           "--loss", "weighted-ce", "--class-weights", file.path, "--label-smoothing", "0.1",
+                                           "--accum-steps", "2", "--out", accum.path] + common)
+        #expect(r.status == 0, "accumulated: \(r.stderr)")
+        params.append(try Checkpoint.load(path: accum.appendingPathComponent("last.ckpt").path).parameters)
+        for (i, p) in params.enumerated().dropFirst() {
+            let maxDiff = zip(params[0], p).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(maxDiff < 1e-4, "run \(i) (2 ranks\(i == 2 ? ", 2 micro-batches" : "")) differs from 1 rank by \(maxDiff)")
+        }
     }
 
     /// Resuming with another optimizer is a clear error naming the checkpoint.
