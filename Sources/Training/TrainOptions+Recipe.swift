@@ -102,7 +102,7 @@ extension TrainOptions {
     public func makeSchedule(stepsPerEpoch: Int, totalSteps: Int, hasValidation: Bool) throws -> LearningRateSchedule {
         func invalid(_ m: String) -> TrainingError { .invalidOption(m) }
         let base = baseLearningRate
-        guard base > 0, base.isFinite else { throw invalid("the learning rate must be positive (--lr or --lr-base), got \(base)") }
+        guard base >= 0, base.isFinite else { throw invalid("the learning rate must be ≥ 0 (--lr or --lr-base), got \(base)") }
         var s = LearningRateSchedule(kind: schedule, baseLR: base, totalSteps: totalSteps, stepsPerEpoch: stepsPerEpoch, floor: lrFloor)
         switch (warmupEpochs, warmupSteps) {
         case (.some, .some): throw invalid("give --warmup-epochs or --warmup-steps, not both")
