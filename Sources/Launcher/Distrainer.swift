@@ -7,5 +7,6 @@ struct Distrainer: ParsableCommand {
         commandName: "distrainer",
         abstract: "Distributed image-classification trainer (run under mpirun for data parallelism).",
         subcommands: [TrainCommand.self, CVCommand.self, SplitCommand.self, BenchCommand.self, ModelsCommand.self,
-                      ImportIDXCommand.self, DoctorCommand.self, CacheSimCommand.self, FetchBenchCommand.self])
+                      ImportIDXCommand.self, DoctorCommand.self, CacheSimCommand.self, FetchBenchCommand.self,
+                      AugmentBenchCommand.self])
 }

@@ -71,6 +71,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Skip samples whose image cannot be read (listed in failed_samples.jsonl) and stop only when more than this fraction of an epoch's samples fail (default with --skip-bad-records: 0.5).") var maxBadFraction: Double?
     @Flag(help: "Resume from RUN_DIR/last.ckpt at the exact step it was written (any world size dividing its virtual shards); cv skips complete folds.") var resume = false
     @Flag(help: "No progress line.") var quiet = false
+    @OptionGroup(title: "Augmentation (training data only)") var augmentation: AugmentationOptionGroup
 
     func options(valManifest: String?) throws -> TrainOptions {
         var o = TrainOptions(trainManifest: train, valManifest: valManifest, outDir: out)
@@ -126,6 +127,7 @@ struct TrainingOptionGroup: ParsableArguments {
         }
         o.resume = resume
         o.progress = !quiet
+        try augmentation.apply(to: &o)
         return o
     }
 }

@@ -29,9 +29,11 @@ final class ImageSampleSource: SampleSource, @unchecked Sendable {
     let cached: CachedImageSource
     var sampleCount: Int { cached.sampleCount }
 
-    init(set: LabeledSet, format: InputFormat, cache: ImageCache) {
+    /// `augmenter`/`mixer`: training data only (validation and test data are never augmented).
+    init(set: LabeledSet, format: InputFormat, cache: ImageCache, augmenter: Augmenter? = nil, mixer: SampleMixer? = nil) {
         self.set = set
-        cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std)
+        cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std,
+                                   augmenter: augmenter, mixer: mixer)
     }
 
     func prepare(_ indices: [Int]) { cached.prepare(indices) }

@@ -95,6 +95,11 @@ public struct TrainOptions: Codable, Sendable {
     var skipsFailures: Bool { skipBadRecords || skipFailedSamples }
     public var resume = false
     public var progress = true
+    /// Training-time augmentation (never applied to validation data), where the normalisation
+    /// mean/std come from, and (debug) a folder for each epoch's first augmented batch.
+    public var augment = AugmentOptions()
+    public var normalization: Normalization = .custom
+    public var dumpAugmented: String? = nil
 
     public init(trainManifest: String, valManifest: String?, outDir: String) {
         self.trainManifest = trainManifest; self.valManifest = valManifest; self.outDir = outDir
@@ -125,6 +130,7 @@ public struct TrainOptions: Codable, Sendable {
         if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
+        r["augment"] = augment.summary; r["normalize"] = normalization.rawValue
         return r
     }
 }

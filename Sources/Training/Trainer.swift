@@ -75,7 +75,7 @@ public final class Trainer {
         }
         BLAS.setThreads(o.threads)
         let isRoot = comm.rank == 0, world = comm.size
-        let format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
+        var format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
         let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
         let train = data.train, val = data.val, classNames = data.classes
         let classes = classNames.count
@@ -151,7 +151,15 @@ public final class Trainer {
         // This rank's own byte-bounded image cache (a limit too small for one batch fails here).
         let cache = try ImageCache(options: o.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank,
                                                            localBatch: max(maxLocal, evalLocal)))
-        let trainSource = ImageSampleSource(set: train, format: format, cache: cache)
+        // Augmentation: normalisation constants (dataset statistics from rank 0), training data only.
+        format = try o.normalization.resolve(format, train: train, cache: cache, comm: comm, skipFailures: o.skipsFailures)
+        let (augmenter, mixer) = o.augmentation(trainCount: train.count)
+        if isRoot && (augmenter != nil || o.normalization != .custom) {
+            log("augmentation: \(o.augment.summary); normalisation \(o.normalization.rawValue) mean \(format.mean) std \(format.std)")
+        }
+        let softTargets = UnsafeMutablePointer<Float>.allocate(capacity: mixer != nil ? maxLocal * classes : 1)
+        defer { softTargets.deallocate() }
+        let trainSource = ImageSampleSource(set: train, format: format, cache: cache, augmenter: augmenter, mixer: mixer)
         let trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
                                       prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
         let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
@@ -190,6 +198,7 @@ public final class Trainer {
             let firstStep = globalStep % stepsPerEpoch
             let endStep = min(stepsPerEpoch, totalSteps - epoch * stepsPerEpoch)
             let order = sampler.epoch(epoch)
+            trainSource.cached.setEpoch(epoch)
             if o.cachePolicy == .lookAhead {
                 trainSource.cached.planEpoch(sampler, epoch: epoch, fromStep: firstStep, rank: comm.rank, worldSize: world)
             }
@@ -212,8 +221,19 @@ public final class Trainer {
                         net.forward(batch.inputs, batch: batch.count, mode: .train,
                                     context: StepContext(seed: o.seed, step: globalStep, sampleIDs: ids))
                     }
-                    let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
-                                                         gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
+                    let targets: UnsafeMutablePointer<Float>? = mixer == nil ? nil : softTargets
+                    if let mixer {
+                        mixer.softTargets(indices: batch.indices, labels: batch.labels, allLabels: train.labels, epoch: epoch,
+                                          classes: classes, into: softTargets)
+                    }
+                    if let dir = o.dumpAugmented, step == firstStep {
+                        try AugmentDump.write(dir: dir, epoch: epoch, batch: batch, sampleCount: format.sampleCount, classes: classes, targets: targets)
+                    }
+                    let r = mixer != nil
+                        ? SoftTargetCrossEntropy().evaluate(logits: logits, labels: batch.labels, targets: targets, batch: batch.count,
+                                                            classes: classes, gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
+                        : SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
+                                                       gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
                     net.backward(batch.inputs, dLogits: dLogits, batch: batch.count, mode: .train)
                     totals.lossSum += r.lossSum; totals.correct += Double(r.correct); totals.seen += Double(batch.count)
                 }
