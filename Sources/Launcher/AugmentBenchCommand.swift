@@ -10,7 +10,8 @@ struct AugmentBenchCommand: ParsableCommand {
         Each image is a cached image at the model size (random pixels); one measurement covers what
         a loader thread does after the cache: the augmentation (plus the partner's, when mixed),
         the mix and the normalisation. `normalize-only` is the path without augmentation.
-        Figures are the median over --windows windows of --images images.
+        Figures are the median over --windows windows of --images images: wall time and the
+        thread's CPU time (steadier on a shared machine).
         """)
 
     @Option(help: "Image side (the cached and model size).") var imageSize = 224
@@ -63,18 +64,27 @@ struct AugmentBenchCommand: ParsableCommand {
                 sample += 1
             }
             for _ in 0..<min(images, 20) { one() }   // warm-up
-            var perImage: [Double] = []
+            var perImage: [Double] = [], cpu: [Double] = []
             for _ in 0..<windows {
-                let t0 = DispatchTime.now().uptimeNanoseconds
+                let t0 = DispatchTime.now().uptimeNanoseconds, c0 = threadCPUNanos()
                 for _ in 0..<images { one() }
+                cpu.append(Double(threadCPUNanos() - c0) / 1e3 / Double(images))
                 perImage.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e3 / Double(images))
             }
-            perImage.sort()
+            perImage.sort(); cpu.sort()
             let line: [String: Any] = ["config": name, "augment": o.summary, "image_size": size, "channels": c,
                                        "us_per_image": perImage[perImage.count / 2], "us_per_image_min": perImage[0],
+                                       "cpu_us_per_image": cpu[cpu.count / 2],
                                        "images_per_sec_per_thread": 1e6 / perImage[perImage.count / 2]]
             let data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
     }
+}
+
+/// CPU time of the calling thread in nanoseconds.
+private func threadCPUNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

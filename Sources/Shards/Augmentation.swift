@@ -213,10 +213,16 @@ public enum ImageOps {
                         let x1 = min(x0 + 1, w - 1), y1 = min(y0 + 1, h - 1)
                         let p00 = (y0 * w + x0) * c, p01 = (y0 * w + x1) * c, p10 = (y1 * w + x0) * c, p11 = (y1 * w + x1) * c
                         let w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy
-                        for ch in 0..<c {
-                            let s = Float(src[p00 + ch]) * w00 + Float(src[p01 + ch]) * w01
-                                + Float(src[p10 + ch]) * w10 + Float(src[p11 + ch]) * w11
-                            out[ch * plane + o] = s * inv
+                        @inline(__always) func tap(_ ch: Int) -> Float {
+                            (Float(src[p00 + ch]) * w00 + Float(src[p01 + ch]) * w01
+                                + Float(src[p10 + ch]) * w10 + Float(src[p11 + ch]) * w11) * inv
+                        }
+                        if c == 1 {
+                            out[o] = tap(0)
+                        } else if c == 3 {
+                            out[o] = tap(0); out[plane + o] = tap(1); out[2 * plane + o] = tap(2)
+                        } else {
+                            for ch in 0..<c { out[ch * plane + o] = tap(ch) }
                         }
                     }
                     u += m.a; v += m.c
@@ -262,27 +268,22 @@ public enum ImageOps {
     public static func hue(_ x: UnsafeMutablePointer<Float>, channels: Int, size: Int, shift: Float) {
         guard channels == 3, shift != 0 else { return }
         let plane = size * size
+        // Branch-free RGB → HSV → RGB: hue h from the largest channel; then channel n (R 5, G 3,
+        // B 1) = v − v·s·clamp(min(k, 4 − k), 0, 1) with k = (n + 6h) mod 6 and v·s = max − min
+        // (so a gray pixel, whose v·s is 0, is unchanged).
+        let shift6 = shift * 6
         for i in 0..<plane {
             let r = x[i], g = x[plane + i], b = x[2 * plane + i]
-            let mx = max(r, g, b), mn = min(r, g, b), delta = mx - mn
-            guard delta > 0 else { continue }   // gray: no hue
-            var h: Float
-            if mx == r { h = (g - b) / delta } else if mx == g { h = 2 + (b - r) / delta } else { h = 4 + (r - g) / delta }
-            h = h / 6 + shift
-            h -= h.rounded(.down)
-            let s = delta / mx, v = mx
-            let h6 = h * 6, sector = min(Int(h6), 5), f = h6 - Float(sector)
-            let p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f))
-            let (nr, ng, nb): (Float, Float, Float)
-            switch sector {
-            case 0: (nr, ng, nb) = (v, t, p)
-            case 1: (nr, ng, nb) = (q, v, p)
-            case 2: (nr, ng, nb) = (p, v, t)
-            case 3: (nr, ng, nb) = (p, q, v)
-            case 4: (nr, ng, nb) = (t, p, v)
-            default: (nr, ng, nb) = (v, p, q)
-            }
-            x[i] = nr; x[plane + i] = ng; x[2 * plane + i] = nb
+            let mx = max(r, max(g, b)), mn = min(r, min(g, b)), delta = mx - mn
+            let inv: Float = delta > 0 ? 1 / delta : 0
+            let hr = (g - b) * inv, hg = 2 + (b - r) * inv, hb = 4 + (r - g) * inv
+            var h6 = (mx == r ? hr : (mx == g ? hg : hb)) + shift6   // in [−4, 9): wrap to [0, 6)
+            h6 = h6 < 0 ? h6 + 6 : (h6 >= 6 ? h6 - 6 : h6)
+            var kr = h6 + 5, kg = h6 + 3, kb = h6 + 1
+            kr = kr >= 6 ? kr - 6 : kr; kg = kg >= 6 ? kg - 6 : kg; kb = kb >= 6 ? kb - 6 : kb
+            x[i] = mx - delta * Swift.max(0, Swift.min(Swift.min(kr, 4 - kr), 1))
+            x[plane + i] = mx - delta * Swift.max(0, Swift.min(Swift.min(kg, 4 - kg), 1))
+            x[2 * plane + i] = mx - delta * Swift.max(0, Swift.min(Swift.min(kb, 4 - kb), 1))
         }
     }
 
