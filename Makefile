@@ -42,10 +42,13 @@ release: deps
 # Tests run against an optimised build (end-to-end runs train real models); -enable-testing keeps
 # @testable imports working in release.
 TEST_FLAGS := -c release -Xswiftc -enable-testing
-# The HTTP fault server of the streaming tests is a Python 3 script (standard library only).
+# The HTTP fault server of the streaming tests is a Python 3 script (standard library only);
+# the resnet18 reference (Tests/Fixtures/resnet_reference.py) needs NumPy.
 test-deps: demo-deps
 	@command -v python3 >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3; }
+	@python3 -c 'import numpy' 2>/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-numpy; }
 
 test: deps test-deps
 	swift build $(TEST_FLAGS) --build-tests

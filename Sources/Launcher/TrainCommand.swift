@@ -36,6 +36,10 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Hidden widths of an MLP classifier head, e.g. 512,128 (BatchNorm1d + ReLU + dropout each).") var head: String?
     @Option(help: "Dropout inside the classifier head.") var headDropout: Float?
     @Option(help: "Initial weights: a torchvision-style .safetensors state dict (matched by name; the classifier is re-initialised when the class count differs).") var pretrained: String?
+    @Option(help: "Fine-tuning: none, backbone (everything before the global pooling), or a layer-name prefix such as layer3 (freezes every parameter up to and including that block).") var freeze = "none"
+    @Option(help: "First epoch (counted from 1) in which frozen layers train too.") var unfreezeAtEpoch: Int?
+    @Option(help: "Learning-rate multiplier of the backbone (e.g. 0.1).") var backboneLrMult: Float = 1
+    @Flag(help: "Fuse the manifest's lat/lon (and source) with the image features (metadata MLP 64 → concat → 256 → classifier).") var fusion = false
     @Option(help: "Stage widths for cnn-small, e.g. 32,64,128.") var widths: String?
     @Flag(help: "Build the model without BatchNorm.") var noBatchnorm = false
     @Option(help: "Dropout before the classifier.") var dropout: Float = 0
@@ -71,6 +75,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Skip samples whose image cannot be read (listed in failed_samples.jsonl) and stop only when more than this fraction of an epoch's samples fail (default with --skip-bad-records: 0.5).") var maxBadFraction: Double?
     @Flag(help: "Resume from RUN_DIR/last.ckpt at the exact step it was written (any world size dividing its virtual shards); cv skips complete folds.") var resume = false
     @Flag(help: "No progress line.") var quiet = false
+    @OptionGroup(title: "Run control") var runControl: RunControlOptionGroup
     @OptionGroup(title: "Augmentation (training data only)") var augmentation: AugmentationOptionGroup
 
     func options(valManifest: String?) throws -> TrainOptions {
@@ -83,6 +88,11 @@ struct TrainingOptionGroup: ParsableArguments {
         o.head = try head.map { try parseList($0, name: "head") }
         o.headDropout = headDropout
         o.pretrained = pretrained
+        o.freeze = freeze
+        if let u = unfreezeAtEpoch, u < 1 { throw ValidationError("--unfreeze-at-epoch counts epochs from 1, got \(u)") }
+        o.unfreezeAtEpoch = unfreezeAtEpoch
+        o.backboneLRMultiplier = backboneLrMult
+        o.fusion = fusion
         o.widths = try widths.map { try parseList($0, name: "widths") }
         o.batchNorm = !noBatchnorm
         o.dropout = dropout
@@ -127,6 +137,7 @@ struct TrainingOptionGroup: ParsableArguments {
         }
         o.resume = resume
         o.progress = !quiet
+        runControl.apply(to: &o)
         try augmentation.apply(to: &o)
         return o
     }

@@ -22,6 +22,9 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     /// Stochastic-depth probability of the last residual block (EfficientNet; nil = torchvision's
     /// 0.2, scaled linearly from 0 at the first block as torchvision does).
     public var stochasticDepth: Float?
+    /// Image + metadata fusion (`MetadataFusion` after the global pooling) with the metadata
+    /// encoding fitted on the training split; nil = image only.
+    public var fusion: MetadataEncoding?
 
     public init(architecture: String, channels: Int, imageSize: Int, classes: Int, batchNorm: Bool = true,
                 widths: [Int]? = nil, dropout: Float = 0, head: [Int]? = nil, headDropout: Float? = nil,
@@ -63,16 +66,23 @@ public enum Architectures {
         if name != "refcnn" && name != "cnn-small" && !spec.batchNorm {
             throw ModelError.invalidOption("\(name) is defined with BatchNorm; it cannot be built without")
         }
+        var layers: [NamedLayer]
         switch name {
-        case "refcnn": return refcnn(spec, backend)
-        case "cnn-small": return cnnSmall(spec, backend)
-        case "resnet18": return try resnet(spec, backend, blocks: [2, 2, 2, 2], bottleneck: false)
-        case "resnet34": return try resnet(spec, backend, blocks: [3, 4, 6, 3], bottleneck: false)
-        case "resnet50": return try resnet(spec, backend, blocks: [3, 4, 6, 3], bottleneck: true)
-        case "mobilenetv2": return mobilenetV2(spec, backend)
-        case "efficientnet-b0": return try efficientNetB0(spec, backend)
+        case "refcnn": layers = refcnn(spec, backend)
+        case "cnn-small": layers = cnnSmall(spec, backend)
+        case "resnet18": layers = try resnet(spec, backend, blocks: [2, 2, 2, 2], bottleneck: false)
+        case "resnet34": layers = try resnet(spec, backend, blocks: [3, 4, 6, 3], bottleneck: false)
+        case "resnet50": layers = try resnet(spec, backend, blocks: [3, 4, 6, 3], bottleneck: true)
+        case "mobilenetv2": layers = mobilenetV2(spec, backend)
+        case "efficientnet-b0": layers = try efficientNetB0(spec, backend)
         default: throw ModelError.unknownArchitecture(spec.architecture, known: names)
         }
+        if let fusion = spec.fusion, let pool = layers.lastIndex(where: { $0.layer is GlobalAvgPool }) {
+            // Fusion dropout: the head's dropout when set, else 0.2.
+            layers.insert(NamedLayer("fusion", MetadataFusion(metadataWidth: fusion.width, dropout: spec.dropout > 0 ? spec.dropout : 0.2)),
+                          at: pool + 1)
+        }
+        return layers
     }
 
     /// Sizes of a network, computed by configuring its layers without allocating it.

@@ -5,10 +5,14 @@
 /// x, y: [batch, C, H, W]. In `.train` mode normalises with the batch's statistics (this rank's
 /// slice of the global batch under data parallelism, as PyTorch DDP does without SyncBatchNorm);
 /// in `.eval` mode with the running statistics. Also used for flat features (H = W = 1).
-public final class BatchNorm2d: Layer {
+/// A `frozen` BatchNorm (fine-tuning) always behaves as in `.eval` mode: running statistics
+/// untouched, no γ/β gradients.
+public final class BatchNorm2d: FreezableLayer {
     public let kind = "batchnorm2d"
     public let momentum: Float, eps: Float
     private var shape = FeatureShape(features: 0)
+    /// Set by `Network.applyFineTuning`.
+    public internal(set) var frozen = false
     private var gamma: UnsafeMutablePointer<Float>!, beta: UnsafeMutablePointer<Float>!
     private var dGamma: UnsafeMutablePointer<Float>!, dBeta: UnsafeMutablePointer<Float>!
     private var runningMean: UnsafeMutablePointer<Float>!, runningVar: UnsafeMutablePointer<Float>!
@@ -45,9 +49,10 @@ public final class BatchNorm2d: Layer {
                         context: StepContext) {
         let C = shape.channels, HW = shape.plane, sampleStride = shape.count
         let m = batch * HW
+        let train = mode == .train && !frozen
         for c in 0..<C {
             var mean: Float, invStd: Float
-            if mode == .train && m > 0 {
+            if train && m > 0 {
                 var sum = 0.0
                 for n in 0..<batch { sum += Double(Vec.sum(x + n * sampleStride + c * HW, HW)) }
                 let mu = sum / Double(m)
@@ -76,6 +81,15 @@ public final class BatchNorm2d: Layer {
         let C = shape.channels, HW = shape.plane, sampleStride = shape.count
         let m = Float(batch * HW)
         guard batch > 0 else { return }
+        if frozen {
+            // Eval-mode normalisation is affine per channel: dx = γ·invStd·dy, nothing else.
+            guard let dx else { return }
+            for c in 0..<C {
+                let s = gamma[c] * savedInvStd[c]
+                for n in 0..<batch { Vec.affine(dy + n * sampleStride + c * HW, dx + n * sampleStride + c * HW, HW, scale: s, shift: 0) }
+            }
+            return
+        }
         for c in 0..<C {
             let mean = savedMean[c], invStd = savedInvStd[c]
             // sum(dy) and sum(dy * xhat) with xhat = (x - mean) * invStd

@@ -5,6 +5,8 @@ import Support
 public struct CheckpointHeader: Codable, Equatable, Sendable {
     /// Layout version of the file; readers refuse versions they do not know.
     public var format: Int = Checkpoint.formatVersion
+    /// Everything needed to rebuild the network: architecture, input channels and size, class
+    /// count, widths, head, dropout and (with `--fusion`) the fitted metadata encoding.
     public var model: ModelSpec
     public var classes: [String]
     public var parameterCount: Int
@@ -27,6 +29,10 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
     public var manifestFingerprint: String?
     /// Sums over the current epoch's steps so far (train loss, correct, seen), when written mid-epoch.
     public var epochProgress: [Double]?
+    /// Extra float tensors after the running statistics (e.g. "ema": the weight average), in order.
+    public var extras: [TensorEntry]?
+    /// Early stopping and best-K ranking state (for exact resume).
+    public var runControl: RunControlState?
 
     /// The data order of a run: every rank rebuilds it from these numbers.
     public struct SamplerState: Codable, Equatable, Sendable {
@@ -42,6 +48,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
     public struct TensorEntry: Codable, Equatable, Sendable {
         public var name: String
         public var count: Int
+        public init(name: String, count: Int) { self.name = name; self.count = count }
     }
 
     public init(model: ModelSpec, classes: [String], network: Network, epoch: Int, step: Int,
@@ -64,6 +71,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
 ///     f32 × parameterCount  parameters
 ///     f32 × parameterCount  optimizer state (momentum)
 ///     f32 × stateCount      non-trainable state (BatchNorm running mean/var)
+///     f32 × each `extras`   extra tensors (e.g. the EMA of parameters and state), when listed
 ///     u64 FNV-1a hash of everything above
 ///
 /// Written atomically (temp file + fsync + rename); reading validates the magic, version,
@@ -72,7 +80,9 @@ public enum Checkpoint {
     public static let formatVersion = 1
     static let magic: [UInt8] = Array("DSTRCKPT".utf8)
 
-    public static func save(_ network: Network, header: CheckpointHeader, to path: String) throws {
+    /// `extras` must match `header.extras` (names and counts, in order).
+    public static func save(_ network: Network, header: CheckpointHeader, extras: [UnsafeBufferPointer<Float>] = [], to path: String) throws {
+        precondition(extras.map(\.count) == (header.extras ?? []).map(\.count), "checkpoint extras do not match the header")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = try encoder.encode(header)
@@ -85,6 +95,7 @@ public enum Checkpoint {
         data.append(UnsafeBufferPointer(network.store.parameterBuffer))
         data.append(UnsafeBufferPointer(network.store.optimizerStateBuffer))
         data.append(UnsafeBufferPointer(network.store.stateBuffer))
+        for e in extras { data.append(e) }
         let hash = data.withUnsafeBytes { fnv1a($0) }
         appendInteger(&data, hash)
         try AtomicFile.write(data, to: path)
@@ -96,6 +107,8 @@ public enum Checkpoint {
         public var parameters: [Float]
         public var optimizerState: [Float]
         public var state: [Float]
+        /// Extra tensors by name (see `CheckpointHeader.extras`).
+        public var extras: [String: [Float]] = [:]
     }
 
     public static func load(path: String) throws -> Contents {
@@ -116,7 +129,9 @@ public enum Checkpoint {
                 throw fail("header tensor sizes do not add up to \(p) parameters + \(s) state")
             }
             let payload = 4 * (2 * p + s)
-            let expected = 24 + headerLength + payload + 8
+            let extraEntries = header.extras ?? []
+            guard extraEntries.allSatisfy({ $0.count >= 0 }) else { throw fail("negative extra tensor size") }
+            let expected = 24 + headerLength + payload + 4 * extraEntries.map(\.count).reduce(0, +) + 8
             guard raw.count == expected else { throw fail("file is \(raw.count) bytes, header implies \(expected) (truncated or corrupt)") }
             let stored = raw.loadUnaligned(fromByteOffset: raw.count - 8, as: UInt64.self).littleEndian
             guard fnv1a(UnsafeRawBufferPointer(rebasing: raw[0..<raw.count - 8])) == stored else { throw fail("checksum mismatch (corrupt file)") }
@@ -124,8 +139,11 @@ public enum Checkpoint {
                 (0..<count).map { raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: Float.self) }
             }
             let base = 24 + headerLength
-            return Contents(header: header, parameters: floats(base, p), optimizerState: floats(base + 4 * p, p),
-                            state: floats(base + 8 * p, s))
+            var contents = Contents(header: header, parameters: floats(base, p), optimizerState: floats(base + 4 * p, p),
+                                    state: floats(base + 8 * p, s))
+            var offset = base + 4 * (2 * p + s)
+            for e in extraEntries { contents.extras[e.name] = floats(offset, e.count); offset += 4 * e.count }
+            return contents
         }
     }
 

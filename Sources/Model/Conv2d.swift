@@ -7,13 +7,15 @@
 ///
 ///     Conv2d(outChannels: 64, kernel: 3, padding: 1, bias: false)            // dense 3×3
 ///     Conv2d(outChannels: 96, kernel: 3, stride: 2, padding: 1, groups: 96)  // depthwise
-public final class Conv2d: Layer {
+public final class Conv2d: FreezableLayer {
     public let kind = "conv2d"
     public let outChannels: Int, kernel: Int, stride: Int, padding: Int, groups: Int, hasBias: Bool
     let backend: ConvolutionBackend
     /// Initializer overrides (nil: PyTorch's default U(±1/sqrt(fan_in)) for both).
     let weightInit: ParameterSpec.Initializer?, biasInit: ParameterSpec.Initializer?
     public private(set) var geometry: ConvGeometry?
+    /// Set by `Network.applyFineTuning`: no weight or bias gradients are computed.
+    public internal(set) var frozen = false
     private var impl: ConvolutionKernel?
     private var weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?
     private var dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?
@@ -70,7 +72,7 @@ public final class Conv2d: Layer {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
-        impl!.backwardWeights(x: x, dy: dy, dWeight: dWeight!, dBias: dBias, batch: batch)
+        if !frozen { impl!.backwardWeights(x: x, dy: dy, dWeight: dWeight!, dBias: dBias, batch: batch) }
         if let dx { impl!.backwardData(dy: dy, weight: weight!, dx: dx, batch: batch) }
     }
 }

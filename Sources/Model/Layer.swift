@@ -8,8 +8,11 @@ public struct StepContext {
     public var step: Int
     /// The dataset index of each sample in the batch (nil: positions 0..<batch are used).
     public var sampleIDs: UnsafeBufferPointer<Int>?
-    public init(seed: UInt64 = 0, step: Int = 0, sampleIDs: UnsafeBufferPointer<Int>? = nil) {
-        self.seed = seed; self.step = step; self.sampleIDs = sampleIDs
+    /// Per-sample metadata vectors [batch, `MetadataEncoding.width`] for `MetadataFusion`.
+    public var metadata: UnsafePointer<Float>?
+    public init(seed: UInt64 = 0, step: Int = 0, sampleIDs: UnsafeBufferPointer<Int>? = nil,
+                metadata: UnsafePointer<Float>? = nil) {
+        self.seed = seed; self.step = step; self.sampleIDs = sampleIDs; self.metadata = metadata
     }
 }
 

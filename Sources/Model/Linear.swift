@@ -2,10 +2,12 @@ import COpenBLAS
 
 /// Fully connected layer, PyTorch semantics: weight [out, in], bias [out]; y = x·Wᵀ + b.
 /// x: [batch, in] (any per-sample shape is read as `in` = its element count) → y: [batch, out].
-public final class Linear: Layer {
+public final class Linear: FreezableLayer {
     public let kind = "linear"
     public let outFeatures: Int, hasBias: Bool
     public private(set) var inFeatures = 0
+    /// Set by `Network.applyFineTuning`: no weight or bias gradients are computed.
+    public internal(set) var frozen = false
     /// Initializer overrides (nil: PyTorch's default U(±1/sqrt(in)) for both).
     let weightInit: ParameterSpec.Initializer?, biasInit: ParameterSpec.Initializer?
     private var weight: UnsafeMutablePointer<Float>!, bias: UnsafeMutablePointer<Float>?
@@ -53,6 +55,15 @@ public final class Linear: Layer {
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         guard batch > 0 else { return }
+        if !frozen { accumulateWeightGradients(x: x, dy: dy, batch: batch) }
+        if let dx {
+            // dx [batch, in] = dy [batch, out] · W [out, in]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(inFeatures), Int32(outFeatures),
+                        1, dy, Int32(outFeatures), weight, Int32(inFeatures), 0, dx, Int32(inFeatures))
+        }
+    }
+
+    private func accumulateWeightGradients(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, batch: Int) {
         // dW [out, in] += dyᵀ [out, batch] · x [batch, in]
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), Int32(batch),
                     1, dy, Int32(outFeatures), x, Int32(inFeatures), 1, dWeight, Int32(inFeatures))
@@ -61,11 +72,6 @@ public final class Linear: Layer {
                 let row = dy + n * outFeatures
                 for o in 0..<outFeatures { dBias[o] += row[o] }
             }
-        }
-        if let dx {
-            // dx [batch, in] = dy [batch, out] · W [out, in]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(inFeatures), Int32(outFeatures),
-                        1, dy, Int32(outFeatures), weight, Int32(inFeatures), 0, dx, Int32(inFeatures))
         }
     }
 }

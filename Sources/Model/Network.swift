@@ -29,6 +29,9 @@ public final class Network {
     private var outputs: [UnsafeMutablePointer<Float>] = []
     private var gradA: UnsafeMutablePointer<Float>?, gradB: UnsafeMutablePointer<Float>?
     private var specsPerLayer: [[ParameterSpec]] = []
+    /// Top-level layers below this index have only frozen tensors (or none): `backward` stops
+    /// there (set by `applyFineTuning`; `layers.count` when nothing is trainable).
+    var firstTrainableLayer = 0
 
     public init(spec: ModelSpec, layers: [NamedLayer]) throws {
         self.spec = spec
@@ -139,13 +142,14 @@ public final class Network {
     }
 
     /// Back-propagates `dLogits` through every layer, accumulating parameter gradients.
-    /// Must follow the `forward` of the same batch.
+    /// Must follow the `forward` of the same batch. Stops at the lowest layer with a trainable
+    /// tensor (a frozen prefix gets no input-gradient work either).
     public func backward(_ input: UnsafePointer<Float>, dLogits: UnsafePointer<Float>, batch: Int, mode: Mode) {
         var dy = dLogits
         var useA = true
-        for i in stride(from: layers.count - 1, through: 0, by: -1) {
+        for i in stride(from: layers.count - 1, through: firstTrainableLayer, by: -1) {
             let x = i == 0 ? input : UnsafePointer(outputs[i - 1])
-            let dx: UnsafeMutablePointer<Float>? = i == 0 ? nil : (useA ? gradA! : gradB!)
+            let dx: UnsafeMutablePointer<Float>? = i == firstTrainableLayer ? nil : (useA ? gradA! : gradB!)
             layers[i].layer.backward(x: x, y: outputs[i], dy: dy, dx: dx, batch: batch, mode: mode)
             if let dx { dy = UnsafePointer(dx) }
             useA.toggle()

@@ -39,6 +39,8 @@ public struct TensorSlot: Sendable {
     public var name: String
     public var range: Range<Int>
     public var decays: Bool
+    /// Learning-rate multiplier of this tensor (0 = frozen: no gradient work, no update).
+    public var lrScale: Float = 1
     /// PyTorch shape (product = `range.count`).
     public var shape: [Int] = []
 }
@@ -57,7 +59,7 @@ public final class ParameterStore {
     public let gradients: UnsafeMutablePointer<Float>
     public let optimizerState: UnsafeMutablePointer<Float>
     public let state: UnsafeMutablePointer<Float>
-    public private(set) var slots: [TensorSlot]
+    public internal(set) var slots: [TensorSlot]
     public private(set) var stateSlots: [TensorSlot]
 
     init(parameterSpecs: [ParameterSpec], stateSpecs: [StateSpec]) {

@@ -10,10 +10,16 @@ public protocol SampleSource: Sendable {
     /// their `load` calls, so a source can fetch the whole batch at once (see
     /// `CachedImageSource`). The default does nothing.
     func prepare(_ indices: [Int])
+    /// Floats of per-sample side data (the fusion model's metadata vector); default 0.
+    var metadataCount: Int { get }
+    /// Writes sample `index`'s `metadataCount` floats of side data (called for loaded samples).
+    func loadMetadata(_ index: Int, into: UnsafeMutablePointer<Float>)
 }
 
 extension SampleSource {
     public func prepare(_ indices: [Int]) {}
+    public var metadataCount: Int { 0 }
+    public func loadMetadata(_ index: Int, into: UnsafeMutablePointer<Float>) {}
 }
 
 /// A sample the loader could not produce, with the reason.
@@ -29,6 +35,8 @@ public final class LoadedBatch: @unchecked Sendable {
     public let inputs: UnsafeMutablePointer<Float>
     /// Class index per sample.
     public let labels: UnsafeMutablePointer<Int32>
+    /// [capacity, source.metadataCount] side data per sample (same order as `inputs`).
+    public let metadata: UnsafeMutablePointer<Float>
     /// Sample indices of the filled rows (same order as `inputs`).
     public fileprivate(set) var indices: [Int]
     public fileprivate(set) var count = 0
@@ -38,16 +46,18 @@ public final class LoadedBatch: @unchecked Sendable {
     public fileprivate(set) var failures: [SampleFailure] = []
     let capacity: Int
 
-    init(capacity: Int, sampleCount: Int) {
+    init(capacity: Int, sampleCount: Int, metadataCount: Int) {
         self.capacity = capacity
         inputs = .allocate(capacity: max(1, capacity * sampleCount))
         inputs.initialize(repeating: 0, count: max(1, capacity * sampleCount))
         labels = .allocate(capacity: max(1, capacity))
         labels.initialize(repeating: 0, count: max(1, capacity))
+        metadata = .allocate(capacity: max(1, capacity * metadataCount))
+        metadata.initialize(repeating: 0, count: max(1, capacity * metadataCount))
         indices = []
         indices.reserveCapacity(capacity)
     }
-    deinit { inputs.deallocate(); labels.deallocate() }
+    deinit { inputs.deallocate(); labels.deallocate(); metadata.deallocate() }
 }
 
 /// Prepares batches on a background thread while the caller computes, through a bounded ring of
@@ -80,7 +90,8 @@ public final class BatchLoader: @unchecked Sendable {
         self.maxBatch = maxBatch
         self.workers = max(1, workers)
         self.skipFailures = skipFailures
-        free = (0..<max(2, prefetch)).map { _ in LoadedBatch(capacity: maxBatch, sampleCount: source.sampleCount) }
+        free = (0..<max(2, prefetch)).map { _ in LoadedBatch(capacity: maxBatch, sampleCount: source.sampleCount,
+                                                                 metadataCount: source.metadataCount) }
         // The thread holds the loader until `shutdown()`: call it when done.
         let t = Thread { self.produce() }
         t.name = "distrainer-loader"
@@ -164,7 +175,7 @@ public final class BatchLoader: @unchecked Sendable {
 
     /// Decodes `indices` into `slot`, compacting out failed samples. Returns the first failure.
     private func fill(_ slot: LoadedBatch, indices: [Int]) -> Error? {
-        let n = indices.count, per = source.sampleCount
+        let n = indices.count, per = source.sampleCount, metaPer = source.metadataCount
         source.prepare(indices)
         var errors = [Error?](repeating: nil, count: n)
         if workers > 1 && n > 1 {
@@ -198,6 +209,7 @@ public final class BatchLoader: @unchecked Sendable {
                 (slot.inputs + kept * per).update(from: slot.inputs + i * per, count: per)
                 slot.labels[kept] = slot.labels[i]
             }
+            if metaPer > 0 { source.loadMetadata(indices[i], into: slot.metadata + kept * metaPer) }
             slot.indices.append(indices[i])
             kept += 1
         }

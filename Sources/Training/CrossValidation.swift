@@ -151,7 +151,7 @@ public final class CrossValidation {
             let summary = try trainer.train(data)
             guard let net = trainer.network else { throw TrainingError.io("fold \(fold): no trained network") }
             try predictOutOfFold(net, data: data, fold: fold, dir: dir, comm: comm, into: &result)
-            result.metrics["best_val_acc"] = summary.bestMetric
+            result.metrics["best_" + summary.bestMetricName] = summary.bestMetric
         } catch let e as TrainingError {
             guard case .tooManyFailures = e else { throw e }
             // Raised on every rank of the group together: record the failure, go on with other folds.
@@ -177,7 +177,7 @@ public final class CrossValidation {
         let local = max(1, t.evalBatchSize / comm.size)
         net.prepare(maxBatch: max(net.maxBatch, local))
         let cache = try ImageCache(options: t.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank, localBatch: local))
-        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache), maxBatch: local,
+        let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache, metadata: net.spec.fusion), maxBatch: local,
                                  prefetch: t.prefetch, workers: t.loaderThreads, skipFailures: t.skipsFailures)
         defer { loader.shutdown() }
         let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: local)

@@ -48,7 +48,8 @@ enum Evaluation {
         while let batch = try loader.next() {
             failures += batch.failures
             if batch.count > 0 {
-                let logits = net.forward(batch.inputs, batch: batch.count, mode: .eval)
+                let logits = net.forward(batch.inputs, batch: batch.count, mode: .eval,
+                                         context: StepContext(metadata: UnsafePointer(batch.metadata)))
                 let r = probabilities.withUnsafeMutableBufferPointer { probs in
                     SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
                                                  predicted: scratch, probabilities: collect ? probs.baseAddress : nil)

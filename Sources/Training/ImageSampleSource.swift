@@ -1,3 +1,4 @@
+import Model
 import Shards
 
 /// Input preprocessing shared by training, evaluation and prediction.
@@ -27,16 +28,25 @@ public struct InputFormat: Codable, Sendable, Equatable {
 final class ImageSampleSource: SampleSource, @unchecked Sendable {
     let set: LabeledSet
     let cached: CachedImageSource
+    /// The fusion model's metadata encoding (nil: images only).
+    let metadata: MetadataEncoding?
     var sampleCount: Int { cached.sampleCount }
+    var metadataCount: Int { metadata?.width ?? 0 }
 
     /// `augmenter`/`mixer`: training data only (validation and test data are never augmented).
-    init(set: LabeledSet, format: InputFormat, cache: ImageCache, augmenter: Augmenter? = nil, mixer: SampleMixer? = nil) {
+    init(set: LabeledSet, format: InputFormat, cache: ImageCache, metadata: MetadataEncoding? = nil,
+         augmenter: Augmenter? = nil, mixer: SampleMixer? = nil) {
         self.set = set
+        self.metadata = metadata
         cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std,
                                    augmenter: augmenter, mixer: mixer)
     }
 
     func prepare(_ indices: [Int]) { cached.prepare(indices) }
+
+    func loadMetadata(_ index: Int, into out: UnsafeMutablePointer<Float>) {
+        metadata?.encode(lat: set.latitudes[index], lon: set.longitudes[index], source: set.sources[index], into: out)
+    }
 
     func load(_ index: Int, into out: UnsafeMutablePointer<Float>) throws -> Int32 {
         do { return try cached.load(index, into: out) } catch {

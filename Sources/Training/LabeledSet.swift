@@ -12,6 +12,10 @@ public struct LabeledSet: Codable, Sendable {
     public var lines: [Int]
     /// Group key per record ("" when the manifest has none): records sharing one stay together.
     public var groups: [String]
+    /// Optional `lat`, `lon` and `source` of each record (the fusion model's metadata).
+    public var latitudes: [Double?] = []
+    public var longitudes: [Double?] = []
+    public var sources: [String?] = []
     /// Lines the manifest reader rejected (only with --skip-bad-records), with reasons.
     public var rejected: [String]
     /// SHA-256 of the manifest's normalised records (stored with checkpoints).
@@ -36,6 +40,7 @@ public struct LabeledSet: Codable, Sendable {
             }
             set.images.append(r.image); set.paths.append(r.path); set.labels.append(Int32(k)); set.lines.append(r.line)
             set.groups.append(r.group ?? "")
+            set.latitudes.append(r.metadata.lat); set.longitudes.append(r.metadata.lon); set.sources.append(r.metadata.source)
         }
         return (set, classList)
     }
@@ -86,7 +91,8 @@ extension LabeledSet {
     public func subset(_ indices: [Int]) -> LabeledSet {
         LabeledSet(manifest: manifest, images: indices.map { images[$0] }, paths: indices.map { paths[$0] },
                    labels: indices.map { labels[$0] }, lines: indices.map { lines[$0] }, groups: indices.map { groups[$0] },
-                   rejected: [], fingerprint: nil)
+                   latitudes: indices.map { latitudes[$0] }, longitudes: indices.map { longitudes[$0] },
+                   sources: indices.map { sources[$0] }, rejected: [], fingerprint: nil)
     }
 
     /// JSONL lines naming each record's resolved path and label (a manifest that loads anywhere

@@ -48,6 +48,15 @@ public struct TrainOptions: Codable, Sendable {
     public var headDropout: Float? = nil
     /// Torchvision-style safetensors weights loaded (by tensor name) before training.
     public var pretrained: String? = nil
+    /// Fine-tuning: what stays fixed (`none`, `backbone` or a layer-name prefix such as `layer3`),
+    /// the 1-based epoch from which everything trains (nil: never), and the backbone's
+    /// learning-rate multiplier.
+    public var freeze = "none"
+    public var unfreezeAtEpoch: Int? = nil
+    public var backboneLRMultiplier: Float = 1
+    /// Image + metadata fusion: lat/lon (standardised on the training split) and `source`
+    /// one-hot through an MLP, concatenated with the pooled image features.
+    public var fusion = false
     public var channels = 3
     public var imageSize = 32
     public var mean: [Float] = [0.5]
@@ -95,6 +104,8 @@ public struct TrainOptions: Codable, Sendable {
     var skipsFailures: Bool { skipBadRecords || skipFailedSamples }
     public var resume = false
     public var progress = true
+    /// Accumulation, clipping, EMA, early stopping, best-K (TrainOptions+RunControl.swift).
+    public var runControl = RunControlOptions()
     /// Training-time augmentation (never applied to validation data), where the normalisation
     /// mean/std come from, and (debug) a folder for each epoch's first augmented batch.
     public var augment = AugmentOptions()
@@ -124,12 +135,17 @@ public struct TrainOptions: Codable, Sendable {
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
         if let h = head { r["head"] = h.map { "\($0)" }.joined(separator: ",") }
         if let p = pretrained { r["pretrained"] = p }
+        r["freeze"] = freeze
+        if let u = unfreezeAtEpoch { r["unfreeze_at_epoch"] = "\(u)" }
+        r["backbone_lr_mult"] = "\(backboneLRMultiplier)"
+        r["fusion"] = "\(fusion)"
         if let m = maxSteps { r["max_steps"] = "\(m)" }
         r["cache_mem"] = "\(cacheMemoryBytes)"; r["cache_disk"] = "\(cacheDiskBytes)"; r["cache_policy"] = cachePolicy.rawValue
         r["fetch_concurrency"] = "\(fetchConcurrency)"
         if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
+        r.merge(runControl.record) { a, _ in a }
         r["augment"] = augment.summary; r["normalize"] = normalization.rawValue
         return r
     }

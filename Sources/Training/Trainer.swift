@@ -28,6 +28,13 @@ public struct TrainSummary: Sendable {
 /// step / steps-per-epoch. A run resumed from `last.ckpt` (written at each epoch end, every
 /// `checkpointEvery` steps, and when `maxSteps` stops the run) continues with exactly the samples
 /// it would have seen, on any world size that divides the virtual shard count.
+///
+/// `train` is a sequence of small phases (each a method below):
+///
+///     setUp            run files, model (fresh / pretrained / resumed), sampler, TrainingRun
+///     trainEpoch       beginEpoch → trainStep… (forwardBackward + applyUpdate) → reduceEpoch
+///                      → validate → endEpoch (best metric, checkpoints, history)
+///     finish           the summary
 public final class Trainer {
     public let options: TrainOptions
     let comm: Communicator
@@ -40,14 +47,6 @@ public final class Trainer {
         self.options = options
         self.comm = communicator
         self.log = log
-    }
-
-    /// Per-epoch sums on one rank: loss, correct predictions, samples seen.
-    struct EpochTotals {
-        var lossSum = 0.0, correct = 0.0, seen = 0.0
-        var array: [Double] { [lossSum, correct, seen] }
-        init() {}
-        init(_ a: [Double]) { lossSum = a[0]; correct = a[1]; seen = a[2] }
     }
 
     /// Reads the manifests on rank 0, ships them to every rank, and trains.
@@ -73,263 +72,396 @@ public final class Trainer {
         guard o.batchSize >= 1, o.epochs >= 1, o.evalBatchSize >= 1 else {
             throw TrainingError.invalidOption("--batch-size, --eval-batch-size and --epochs must be positive")
         }
+        try o.runControl.validate()
         BLAS.setThreads(o.threads)
-        let isRoot = comm.rank == 0, world = comm.size
-        var format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
-        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
-        let train = data.train, val = data.val, classNames = data.classes
-        let classes = classNames.count
-        if isRoot, let runDir {
-            try ClassList(names: classNames).save(to: runDir.file("classes.json"))
-            // Class weights of the training data (used by weighted losses), saved with the run.
-            var counts = [Int](repeating: 0, count: classes)
-            for l in train.labels { counts[Int(l)] += 1 }
-            try ClassWeights(classes: classNames, counts: counts).save(to: runDir.file("class_weights.json"))
-            try runDir.writeJSON(o.record.merging(["train_fingerprint": train.fingerprint ?? ""]) { a, _ in a }, to: "options.json")
-            let rejected = train.rejected + (val?.rejected ?? [])
-            if !rejected.isEmpty {
-                log("skipped \(rejected.count) bad manifest record(s) (--skip-bad-records):")
-                for r in rejected.prefix(10) { log("  \(r)") }
-                try runDir.appendLines(rejected.map { jsonLine(["reason": $0, "stage": "manifest"]) }, to: "failed_samples.jsonl")
-            }
+        let run = try setUp(data)
+        defer { run.shutdown() }
+        if run.control.stopped, comm.rank == 0 { log("this run already stopped early at step \(run.globalStep)") }
+        while run.globalStep < run.totalSteps && !run.control.stopped {
+            try trainEpoch(run)
         }
+        return try finish(run)
+    }
 
-        // 2. The model, identical on every rank; or the run's own last checkpoint.
+    // MARK: - Setup
+
+    /// Run files, the model identical on every rank (fresh, pretrained, or the run's own last
+    /// checkpoint), the sampler, and everything the loop needs.
+    func setUp(_ data: TrainingData) throws -> TrainingRun {
+        let o = options, isRoot = comm.rank == 0, world = comm.size
+        let format = try InputFormat(channels: o.channels, imageSize: o.imageSize, mean: o.mean, std: o.std)
+        let runDir: RunDirectory? = isRoot ? try RunDirectory(path: o.outDir) : nil
+        if let runDir { try writeRunFiles(data, to: runDir) }
+        let (spec, net) = try buildModel(classes: data.classes.count, train: data.train)
+        let start = try resumePoint(net: net, data: data, runDir: runDir)
+        for buffer in [net.store.parameterBuffer, net.store.optimizerStateBuffer, net.store.stateBuffer] {
+            try comm.broadcast(UnsafeMutableRawBufferPointer(buffer), root: 0)
+        }
+        let sampler = try ShardedSampler(sampleCount: data.train.count, globalBatch: o.stepBatch,
+                                         virtualShards: start.virtualShards, seed: o.seed)
+        try sampler.validate(worldSize: world)
+        let run = try TrainingRun(options: o, comm: comm, data: data, format: format, runDir: runDir,
+                                  spec: spec, net: net, sampler: sampler, start: start)
+        // Run control and the weight average as rank 0 restored them.
+        let control = try comm.broadcast(bytes: isRoot ? Array(try JSONEncoder().encode(run.control)) : [], root: 0)
+        run.control = try JSONDecoder().decode(RunControlState.self, from: Data(control))
+        if let ema = run.ema { try comm.broadcast(UnsafeMutableRawBufferPointer(ema.buffer), root: 0) }
+        if isRoot && (o.augment.transformsImages || o.augment.mixes || o.normalization != .custom) {
+            log("augmentation: \(o.augment.summary); normalisation \(o.normalization.rawValue) mean \(run.format.mean) std \(run.format.std)")
+        }
+        if isRoot {
+            log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(data.train.count) training images"
+                + (data.val.map { ", \($0.count) validation images" } ?? "") + ", \(run.classes) classes, global batch \(o.stepBatch)"
+                + (run.accumSteps > 1 ? " (\(run.accumSteps) × \(o.batchSize), one allreduce per step)" : "") + ", "
+                + "\(sampler.virtualShards) virtual shards")
+        }
+        return run
+    }
+
+    /// classes.json, class_weights.json, options.json and the manifests' rejected records (rank 0).
+    func writeRunFiles(_ data: TrainingData, to runDir: RunDirectory) throws {
+        let classNames = data.classes
+        try ClassList(names: classNames).save(to: runDir.file("classes.json"))
+        // Class weights of the training data (used by weighted losses), saved with the run.
+        var counts = [Int](repeating: 0, count: classNames.count)
+        for l in data.train.labels { counts[Int(l)] += 1 }
+        try ClassWeights(classes: classNames, counts: counts).save(to: runDir.file("class_weights.json"))
+        try runDir.writeJSON(options.record.merging(["train_fingerprint": data.train.fingerprint ?? ""]) { a, _ in a }, to: "options.json")
+        let rejected = data.train.rejected + (data.val?.rejected ?? [])
+        if !rejected.isEmpty {
+            log("skipped \(rejected.count) bad manifest record(s) (--skip-bad-records):")
+            for r in rejected.prefix(10) { log("  \(r)") }
+            try runDir.appendLines(rejected.map { jsonLine(["reason": $0, "stage": "manifest"]) }, to: "failed_samples.jsonl")
+        }
+    }
+
+    /// The model with initialised (or, on rank 0, pretrained) parameters; with `--fusion` its
+    /// metadata encoding is fitted on `train`.
+    func buildModel(classes: Int, train: LabeledSet) throws -> (ModelSpec, Network) {
+        let o = options
         var spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize,
                              classes: classes, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
         spec.head = o.head
         spec.headDropout = o.headDropout
+        if o.fusion {
+            // Metadata statistics from the training split only (identical on every rank).
+            guard let encoding = MetadataEncoding.fit(latitudes: train.latitudes, longitudes: train.longitudes, sources: train.sources) else {
+                throw TrainingError.invalidOption("--fusion: no record of \(train.manifest) has both \"lat\" and \"lon\"")
+            }
+            spec.fusion = encoding
+        }
         let net = try Architectures.build(spec)
         net.initializeParameters(seed: o.seed)
-        if let pretrained = o.pretrained, isRoot {
-            // Rank 0 loads; the broadcast below gives every rank the same weights.
+        if let pretrained = o.pretrained, comm.rank == 0 {
+            // Rank 0 loads; the broadcast in `setUp` gives every rank the same weights.
             let report = try net.loadPretrained(path: pretrained, seed: o.seed)
             log("pretrained \(pretrained): \(report)")
         }
-        var history: [[String: Any]] = []
-        // [global step, virtual shards, epoch loss sum, correct, seen] as the coordinator found them.
-        var resume: [Double] = [0, Double(o.virtualShards ?? ShardedSampler.defaultShards(globalBatch: o.batchSize, worldSize: world)), 0, 0, 0]
-        if o.resume, isRoot, let runDir, FileManager.default.fileExists(atPath: runDir.file("last.ckpt")) {
+        return (spec, net)
+    }
+
+    /// With `--resume` and an existing last.ckpt, rank 0 loads it into `net` and every rank learns
+    /// where the run stands; otherwise step 0.
+    func resumePoint(net: Network, data: TrainingData, runDir: RunDirectory?) throws -> ResumePoint {
+        let o = options, train = data.train
+        var start = ResumePoint(virtualShards: o.virtualShards ?? ShardedSampler.defaultShards(globalBatch: o.stepBatch, worldSize: comm.size))
+        if o.resume, let runDir, FileManager.default.fileExists(atPath: runDir.file("last.ckpt")) {
             let path = runDir.file("last.ckpt")
             let contents = try Checkpoint.load(path: path)
             let h = contents.header
-            guard h.classes == classNames else { throw TrainingError.invalidOption("\(path): its classes differ from this run's") }
-            guard let s = h.sampler, s.seed == o.seed, s.globalBatch == o.batchSize, s.sampleCount == train.count else {
+            guard h.classes == data.classes else { throw TrainingError.invalidOption("\(path): its classes differ from this run's") }
+            guard let s = h.sampler, s.seed == o.seed, s.globalBatch == o.stepBatch, s.sampleCount == train.count else {
                 throw TrainingError.invalidOption("\(path): was written with another seed, global batch or training set size; "
-                                                  + "resume with the run's original --seed and --batch-size")
+                                                  + "resume with the run's original --seed and --batch-size × --accum-steps")
             }
             if let old = h.manifestFingerprint, let now = train.fingerprint, old != now {
                 log("warning: \(path) was trained on a different training manifest (fingerprint \(old.prefix(12))…, now \(now.prefix(12))…); resuming anyway")
             }
             try Checkpoint.apply(contents, to: net, path: path)
-            resume = [Double(h.step), Double(s.virtualShards)] + (h.epochProgress ?? [0, 0, 0])
-            history = runDir.readHistory().filter { ($0["steps"] as? Int ?? 0) <= h.step }
+            start.step = h.step
+            start.virtualShards = s.virtualShards
+            start.epochProgress = h.epochProgress ?? [0, 0, 0]
+            start.history = runDir.readHistory().filter { ($0["steps"] as? Int ?? 0) <= h.step }
+            start.control = h.runControl
+            if o.runControl.emaDecay != nil {
+                if let saved = contents.extras["ema"] {
+                    guard saved.count == net.store.count + net.store.stateCount else {
+                        throw TrainingError.invalidOption("\(path): its EMA has \(saved.count) values, this model needs \(net.store.count + net.store.stateCount)")
+                    }
+                    start.ema = saved
+                } else {
+                    log("warning: \(path) holds no weight average; the EMA restarts from the current weights")
+                }
+            }
             log("resuming \(o.outDir) at step \(h.step) (epoch \(h.epoch)), virtual shards \(s.virtualShards)")
         }
-        resume = try broadcast(resume)
-        var globalStep = Int(resume[0])
-        for buffer in [net.store.parameterBuffer, net.store.optimizerStateBuffer, net.store.stateBuffer] {
-            try comm.broadcast(UnsafeMutableRawBufferPointer(buffer), root: 0)
-        }
-        let sampler = try ShardedSampler(sampleCount: train.count, globalBatch: o.batchSize, virtualShards: Int(resume[1]), seed: o.seed)
-        try sampler.validate(worldSize: world)
-
-        // 3. Memory planned once: activations, loss gradient, loaders' slots.
-        let shardsPerRank = sampler.virtualShards / world
-        let maxLocal = min(o.batchSize, (o.batchSize / sampler.virtualShards + 1) * shardsPerRank)
-        let evalLocal = max(1, o.evalBatchSize / world)
-        net.prepare(maxBatch: max(maxLocal, evalLocal))
-        let dLogits = UnsafeMutablePointer<Float>.allocate(capacity: max(maxLocal, evalLocal) * classes)
-        let predicted = UnsafeMutablePointer<Int32>.allocate(capacity: max(maxLocal, evalLocal))
-        defer { dLogits.deallocate(); predicted.deallocate() }
-        let reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
-        let optimizer = SGD(momentum: o.momentum, weightDecay: o.weightDecay, nesterov: o.nesterov)
-        let stepsPerEpoch = sampler.stepsPerEpoch
-        let totalSteps = min(o.maxSteps ?? Int.max, stepsPerEpoch * o.epochs)
-        // The schedule spans all epochs; --max-steps only stops early (so a stopped run resumes on schedule).
-        let schedule = LearningRateSchedule(kind: o.schedule, baseLR: o.lr, totalSteps: stepsPerEpoch * o.epochs, floor: o.lrFloor)
-        // This rank's own byte-bounded image cache (a limit too small for one batch fails here).
-        let cache = try ImageCache(options: o.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank,
-                                                           localBatch: max(maxLocal, evalLocal)))
-        // Augmentation: normalisation constants (dataset statistics from rank 0), training data only.
-        format = try o.normalization.resolve(format, train: train, cache: cache, comm: comm, skipFailures: o.skipsFailures)
-        let (augmenter, mixer) = o.augmentation(trainCount: train.count)
-        if isRoot && (augmenter != nil || o.normalization != .custom) {
-            log("augmentation: \(o.augment.summary); normalisation \(o.normalization.rawValue) mean \(format.mean) std \(format.std)")
-        }
-        let softTargets = UnsafeMutablePointer<Float>.allocate(capacity: mixer != nil ? maxLocal * classes : 1)
-        defer { softTargets.deallocate() }
-        let trainSource = ImageSampleSource(set: train, format: format, cache: cache, augmenter: augmenter, mixer: mixer)
-        let trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
-                                      prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
-        let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
-                                              prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
-        defer { trainLoader.shutdown(); valLoader?.shutdown() }
-        let progress = ProgressLine(enabled: isRoot && o.progress && isatty(STDERR_FILENO) == 1)
-        let metric = val != nil ? "val_acc" : "train_acc"
-        var best = (value: -Double.infinity, epoch: 0)
-        for h in history where h["partial"] == nil {
-            if let m = h[metric] as? Double, m > best.value { best = (m, h["epoch"] as? Int ?? 0) }
-        }
-        if isRoot {
-            log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(train.count) training images"
-                + (val.map { ", \($0.count) validation images" } ?? "") + ", \(classes) classes, global batch \(o.batchSize), "
-                + "\(sampler.virtualShards) virtual shards")
-        }
-
-        /// rank 0 writes last.ckpt (and best.ckpt when `isBest`); all ranks first agree on the
-        /// BatchNorm statistics, since every rank resumes from rank 0's file.
-        func saveCheckpoint(epochsDone: Int, metrics: [String: Double], progress: [Double]?, isBest: Bool) throws {
-            try averageRunningStatistics(net)
-            guard isRoot, let runDir else { return }
-            var header = CheckpointHeader(model: spec, classes: classNames, network: net, epoch: epochsDone, step: globalStep,
-                                          metrics: metrics, mean: format.mean, std: format.std, options: o.record)
-            header.sampler = .init(seed: o.seed, virtualShards: sampler.virtualShards, globalBatch: o.batchSize, sampleCount: train.count)
-            header.manifestFingerprint = train.fingerprint
-            header.epochProgress = progress
-            try Checkpoint.save(net, header: header, to: runDir.file("last.ckpt"))
-            if isBest { try Checkpoint.save(net, header: header, to: runDir.file("best.ckpt")) }
-        }
-
-        var lastVal: Double?
-        var carried = EpochTotals(isRoot ? Array(resume[2...]) : [0, 0, 0])
-        while globalStep < totalSteps {
-            let epoch = globalStep / stepsPerEpoch
-            let firstStep = globalStep % stepsPerEpoch
-            let endStep = min(stepsPerEpoch, totalSteps - epoch * stepsPerEpoch)
-            let order = sampler.epoch(epoch)
-            trainSource.cached.setEpoch(epoch)
-            if o.cachePolicy == .lookAhead {
-                trainSource.cached.planEpoch(sampler, epoch: epoch, fromStep: firstStep, rank: comm.rank, worldSize: world)
-            }
-            cache.resetStats()
-            trainLoader.start(batches: (firstStep..<endStep).map { order.samples(step: $0, rank: comm.rank, worldSize: world) })
-            let t0 = Date()
-            var totals = carried
-            carried = EpochTotals()
-            var lr = schedule.rate(atStep: globalStep)
-            var failures: [SampleFailure] = []
-            var allreduceNanos: UInt64 = 0
-            for step in firstStep..<endStep {
-                guard let batch = try trainLoader.next() else { break }
-                failures += batch.failures
-                var globalCount = order.batchSize(step: step)
-                if o.skipsFailures { globalCount = Int(try comm.allreduce([Int64(batch.count)], op: .sum)[0]) }
-                net.store.zeroGradients()
-                if batch.count > 0 {
-                    let logits = batch.indices.withUnsafeBufferPointer { ids in
-                        net.forward(batch.inputs, batch: batch.count, mode: .train,
-                                    context: StepContext(seed: o.seed, step: globalStep, sampleIDs: ids))
-                    }
-                    let targets: UnsafeMutablePointer<Float>? = mixer == nil ? nil : softTargets
-                    if let mixer {
-                        mixer.softTargets(indices: batch.indices, labels: batch.labels, allLabels: train.labels, epoch: epoch,
-                                          classes: classes, into: softTargets)
-                    }
-                    if let dir = o.dumpAugmented, step == firstStep {
-                        try AugmentDump.write(dir: dir, epoch: epoch, batch: batch, sampleCount: format.sampleCount, classes: classes, targets: targets)
-                    }
-                    let r = mixer != nil
-                        ? SoftTargetCrossEntropy().evaluate(logits: logits, labels: batch.labels, targets: targets, batch: batch.count,
-                                                            classes: classes, gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
-                        : SoftmaxCrossEntropy.evaluate(logits: logits, labels: batch.labels, batch: batch.count, classes: classes,
-                                                       gradScale: 1 / Float(max(globalCount, 1)), dLogits: dLogits)
-                    net.backward(batch.inputs, dLogits: dLogits, batch: batch.count, mode: .train)
-                    totals.lossSum += r.lossSum; totals.correct += Double(r.correct); totals.seen += Double(batch.count)
-                }
-                trainLoader.recycle(batch)
-                lr = schedule.rate(atStep: globalStep)
-                if globalCount > 0 {
-                    let t = DispatchTime.now().uptimeNanoseconds
-                    try reducer.reduce(net.store.gradients)
-                    allreduceNanos += DispatchTime.now().uptimeNanoseconds - t
-                    optimizer.step(net.store, lr: lr)
-                }
-                globalStep += 1
-                progress.update(epoch: epoch + 1, epochs: o.epochs, step: step + 1, steps: stepsPerEpoch,
-                                done: step + 1 - firstStep, batch: o.batchSize, seconds: Date().timeIntervalSince(t0),
-                                loss: totals.seen > 0 ? totals.lossSum / totals.seen : 0)
-                if o.checkpointEvery > 0, globalStep % o.checkpointEvery == 0, step + 1 < stepsPerEpoch, globalStep < totalSteps {
-                    let sums = try comm.allreduce(totals.array, op: .sum)
-                    try saveCheckpoint(epochsDone: epoch, metrics: [:], progress: sums, isBest: false)
-                }
-            }
-            progress.finish()
-            let complete = endStep == stepsPerEpoch
-            let sums = try comm.allreduce(totals.array + [Double(failures.count), trainLoader.waitSeconds,
-                                                          Double(allreduceNanos) / 1e9], op: .sum)
-            let seconds = try comm.allreduce([Date().timeIntervalSince(t0)], op: .max)[0]
-            let epochTotals = EpochTotals(Array(sums[0..<3]))
-            let stepsRun = endStep - firstStep
-            var line: [String: Any] = [
-                "epoch": epoch + 1, "steps": globalStep, "lr": Double(lr),
-                "train_loss": epochTotals.seen > 0 ? epochTotals.lossSum / epochTotals.seen : 0,
-                "train_acc": epochTotals.seen > 0 ? epochTotals.correct / epochTotals.seen : 0,
-                "images_per_sec": seconds > 0 ? Double(stepsRun) * Double(o.batchSize) / seconds : 0,
-                "seconds": seconds,
-                "data_stall": seconds > 0 ? sums[4] / Double(world) / seconds : 0,
-                "allreduce_fraction": seconds > 0 ? sums[5] / Double(world) / seconds : 0,
-                "skipped": Int(sums[3]),
-            ]
-            if !complete { line["partial"] = true }
-            // This epoch's cache traffic over all ranks (training and validation reads).
-            let st = cache.stats()
-            let c = try comm.allreduce([st.accesses, st.memoryHits + st.diskHits, st.fetches, st.bytesFetched,
-                                        st.memoryEvictions + st.diskEvictions, st.corruptEntries].map(Int64.init), op: .sum)
-            line["cache_accesses"] = Int(c[0]); line["cache_hits"] = Int(c[1])
-            line["cache_hit_rate"] = c[0] > 0 ? Double(c[1]) / Double(c[0]) : 0
-            line["cache_fetches"] = Int(c[2]); line["cache_bytes_fetched"] = Int(c[3])
-            line["cache_evictions"] = Int(c[4]); line["cache_corrupt_entries"] = Int(c[5])
-            try averageRunningStatistics(net)
-            var valFailures: [SampleFailure] = []
-            if let val, let valLoader {
-                let r = try Evaluation.run(net, loader: valLoader, setCount: val.count, classes: classes,
-                                           localBatch: evalLocal, comm: comm, scratch: predicted)
-                line["val_loss"] = r.meanLoss
-                line["val_acc"] = r.accuracy
-                line["val_count"] = Int(r.count)
-                line["val_skipped"] = r.skipped
-                lastVal = r.accuracy
-                valFailures = r.failures
-            }
-            try reportFailures(train: failures, trainSet: train, val: valFailures, valSet: val, epoch: epoch + 1, runDir: runDir)
-            let scheduled = epochTotals.seen + sums[3]
-            if o.skipsFailures, scheduled > 0, sums[3] / scheduled > o.maxBadFraction {
-                // Every rank sees the same reduced counts, so every rank stops here together.
-                throw TrainingError.tooManyFailures(String(format: "epoch %d: %d of %.0f samples failed (%.1f%%), above --max-bad-fraction %.2f; see %@",
-                                                           epoch + 1, Int(sums[3]), scheduled, 100 * sums[3] / scheduled, o.maxBadFraction,
-                                                           (o.outDir as NSString).appendingPathComponent("failed_samples.jsonl")))
-            }
-            let value = line[metric] as? Double ?? 0
-            let improved = complete && value > best.value
-            if improved { best = (value, epoch + 1) }
-            try saveCheckpoint(epochsDone: complete ? epoch + 1 : epoch, metrics: line.compactMapValues { $0 as? Double },
-                               progress: complete ? nil : Array(sums[0..<3]), isBest: improved)
-            if isRoot, let runDir {
-                history.append(line)
-                try runDir.writeHistory(history)
-                log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", epoch + 1, o.epochs, complete ? "" : " (partial)",
-                           line["train_loss"] as! Double, line["train_acc"] as! Double)
-                    + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
-                    + String(format: "  %.0f img/s  %.1fs", line["images_per_sec"] as! Double, seconds))
-            }
-        }
-        network = net
-        let bestAll = try broadcast([best.value, Double(best.epoch)])
-        if isRoot && bestAll[1] > 0 {
-            log(String(format: "best %@ %.4f at epoch %d (%@)", metric, bestAll[0], Int(bestAll[1]),
-                       (o.outDir as NSString).appendingPathComponent("best.ckpt")))
-        }
-        return TrainSummary(steps: globalStep, bestMetricName: metric, bestMetric: bestAll[0],
-                            bestEpoch: Int(bestAll[1]), finalValAccuracy: lastVal)
+        start.adopt(try broadcast(start.broadcastValues))
+        return start
     }
 
-    /// BatchNorm running statistics: the mean over ranks.
-    private func averageRunningStatistics(_ net: Network) throws {
-        guard comm.size > 1, net.store.stateCount > 0 else { return }
-        try comm.allreduce(net.store.stateBuffer, op: .sum)
+    // MARK: - Epoch loop
+
+    /// One epoch (or the rest of it after a resume, or part of it when `--max-steps` stops).
+    func trainEpoch(_ run: TrainingRun) throws {
+        var e = try beginEpoch(run)
+        for step in e.firstStep..<e.endStep {
+            guard try trainStep(run, &e, step: step) else { break }
+            run.progress.update(epoch: e.epoch + 1, epochs: options.epochs, step: step + 1, steps: run.stepsPerEpoch,
+                                done: step + 1 - e.firstStep, batch: options.stepBatch, seconds: Date().timeIntervalSince(e.started),
+                                loss: e.totals.seen > 0 ? e.totals.lossSum / e.totals.seen : 0)
+            if options.checkpointEvery > 0, run.globalStep % options.checkpointEvery == 0, step + 1 < run.stepsPerEpoch,
+               run.globalStep < run.totalSteps {
+                let sums = try comm.allreduce(e.totals.array, op: .sum)
+                try saveCheckpoint(run, epochsDone: e.epoch, metrics: [:], progress: sums)
+            }
+        }
+        run.progress.finish()
+        var (line, sums) = try reduceEpoch(run, e)
+        try averageRunningStatistics(run)
+        let valFailures = try validate(run, into: &line)
+        try reportFailures(train: e.failures, trainSet: run.data.train, val: valFailures, valSet: run.data.val,
+                           epoch: e.epoch + 1, runDir: run.runDir)
+        try checkFailureBudget(epoch: e.epoch, sums: sums)
+        try endEpoch(run, e, line: line, progress: Array(sums[0..<3]))
+    }
+
+    /// The epoch's data order, the loader started at this epoch's first step to run.
+    func beginEpoch(_ run: TrainingRun) throws -> EpochState {
+        let epoch = run.globalStep / run.stepsPerEpoch
+        // Fine-tuning: frozen tensors until --unfreeze-at-epoch (1-based), then everything.
+        let unfrozen = options.unfreezeAtEpoch.map { epoch + 1 >= $0 } ?? false
+        try run.net.applyFineTuning(freeze: unfrozen ? .none : FreezeSpec(options.freeze),
+                                    backboneLRMultiplier: options.backboneLRMultiplier)
+        let firstStep = run.globalStep % run.stepsPerEpoch
+        let endStep = min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch)
+        let order = run.sampler.epoch(epoch)
+        run.trainSource.cached.setEpoch(epoch)   // augmentation draws of this epoch
+        if options.cachePolicy == .lookAhead {
+            run.trainSource.cached.planEpoch(run.sampler, epoch: epoch, fromStep: firstStep, rank: comm.rank, worldSize: comm.size)
+        }
+        run.cache.resetStats()
+        // One loader batch per micro-batch: this rank's share of each step in `accumSteps` consecutive slices.
+        let k = run.accumSteps
+        run.trainLoader.start(batches: (firstStep..<endStep).flatMap { step -> [[Int]] in
+            let mine = order.samples(step: step, rank: comm.rank, worldSize: comm.size)
+            return k == 1 ? [mine] : (0..<k).map { Array(mine[($0 * mine.count / k)..<(($0 + 1) * mine.count / k)]) }
+        })
+        let e = EpochState(epoch: epoch, firstStep: firstStep, endStep: endStep, complete: endStep == run.stepsPerEpoch, order: order,
+                           totals: run.carried, lr: run.schedule.rate(atStep: run.globalStep), allreduceCallsBefore: run.reducer.callCount)
+        run.carried = EpochTotals()
+        return e
+    }
+
+    // MARK: - One step
+
+    /// One optimizer step on one global batch: `accumSteps` micro-batches (this rank's parts come
+    /// from the loader), gradients accumulated, then one update. False when the loader ran dry.
+    func trainStep(_ run: TrainingRun, _ e: inout EpochState, step: Int) throws -> Bool {
+        let scheduled = e.order.batchSize(step: step)
+        run.net.store.zeroGradients()
+        var loaded = 0
+        for _ in 0..<run.accumSteps {
+            guard let batch = try run.trainLoader.next() else { return false }
+            e.failures += batch.failures
+            loaded += batch.count
+            try forwardBackward(run, &e, batch: batch, gradScale: 1 / Float(max(scheduled, 1)))
+            run.trainLoader.recycle(batch)
+        }
+        // With skipped samples the mean runs over the samples actually loaded.
+        var globalCount = scheduled
+        if options.skipsFailures { globalCount = Int(try comm.allreduce([Int64(loaded)], op: .sum)[0]) }
+        e.lr = run.schedule.rate(atStep: run.globalStep)
+        if globalCount > 0 { try applyUpdate(run, &e, rescale: globalCount == scheduled ? 1 : Float(scheduled) / Float(globalCount)) }
+        run.globalStep += 1
+        return true
+    }
+
+    /// Forward, loss and backward on this rank's samples; ACCUMULATES parameter gradients.
+    func forwardBackward(_ run: TrainingRun, _ e: inout EpochState, batch: LoadedBatch, gradScale: Float) throws {
+        guard batch.count > 0 else { return }
+        // Mixup/cutmix: the soft targets of the batch's samples, recomputed from (seed, epoch, index).
+        if let mixer = run.mixer {
+            mixer.softTargets(indices: batch.indices, labels: batch.labels, allLabels: run.data.train.labels, epoch: e.epoch,
+                              classes: run.classes, into: run.softTargets)
+        }
+        let targets: UnsafePointer<Float>? = run.mixer != nil ? UnsafePointer(run.softTargets) : nil
+        if let dir = options.dumpAugmented, run.globalStep == e.epoch * run.stepsPerEpoch + e.firstStep {
+            try AugmentDump.write(dir: dir, epoch: e.epoch, batch: batch, sampleCount: run.format.sampleCount, classes: run.classes, targets: targets)
+        }
+        let net = run.net
+        let logits = batch.indices.withUnsafeBufferPointer { ids in
+            net.forward(batch.inputs, batch: batch.count, mode: .train,
+                        context: StepContext(seed: options.seed, step: run.globalStep, sampleIDs: ids,
+                                             metadata: UnsafePointer(batch.metadata)))
+        }
+        let r = run.loss(logits: logits, labels: batch.labels, targets: targets, batch: batch.count, gradScale: gradScale)
+        net.backward(batch.inputs, dLogits: run.dLogits, batch: batch.count, mode: .train)
+        e.totals.lossSum += r.lossSum; e.totals.correct += Double(r.correct); e.totals.seen += Double(batch.count)
+    }
+
+    /// Sums the gradients over ranks (once per step), scales them by `rescale`, clips them by
+    /// global norm (the same on every rank, as the sums are), applies the optimizer with the step's
+    /// learning rate, and moves the weight average.
+    func applyUpdate(_ run: TrainingRun, _ e: inout EpochState, rescale: Float) throws {
+        let store = run.net.store
+        let t = DispatchTime.now().uptimeNanoseconds
+        try run.reducer.reduce(store.gradients)
+        e.allreduceNanos += DispatchTime.now().uptimeNanoseconds - t
+        if rescale != 1 { for i in 0..<store.count { store.gradients[i] *= rescale } }
+        if let maxNorm = options.runControl.clipGradNorm {
+            e.gradNormSum += GradientClipping.clip(store.gradients, count: store.count, maxNorm: maxNorm)
+        }
+        run.optimizer.step(store, lr: e.lr)
+        run.ema?.update(from: store)
+        e.updates += 1
+    }
+
+    // MARK: - Epoch end
+
+    /// The epoch's history line from sums over all ranks (training loss/accuracy, throughput, data
+    /// stall, cache traffic), and the reduced sums [loss, correct, seen, failures, wait s, allreduce s].
+    func reduceEpoch(_ run: TrainingRun, _ e: EpochState) throws -> ([String: Any], [Double]) {
+        let world = Double(comm.size)
+        let sums = try comm.allreduce(e.totals.array + [Double(e.failures.count), run.trainLoader.waitSeconds,
+                                                        Double(e.allreduceNanos) / 1e9], op: .sum)
+        let seconds = try comm.allreduce([Date().timeIntervalSince(e.started)], op: .max)[0]
+        let totals = EpochTotals(Array(sums[0..<3]))
+        let stepsRun = e.endStep - e.firstStep
+        var line: [String: Any] = [
+            "epoch": e.epoch + 1, "steps": run.globalStep, "lr": Double(e.lr),
+            "train_loss": totals.seen > 0 ? totals.lossSum / totals.seen : 0,
+            "train_acc": totals.seen > 0 ? totals.correct / totals.seen : 0,
+            "images_per_sec": seconds > 0 ? Double(stepsRun) * Double(options.stepBatch) / seconds : 0,
+            "seconds": seconds,
+            "data_stall": seconds > 0 ? sums[4] / world / seconds : 0,
+            "allreduce_fraction": seconds > 0 ? sums[5] / world / seconds : 0,
+            "skipped": Int(sums[3]),
+        ]
+        if !e.complete { line["partial"] = true }
+        // Debug counter: gradient allreduce calls per optimizer update (1 with or without accumulation).
+        if e.updates > 0 {
+            line["allreduce_per_step"] = Double(run.reducer.callCount - e.allreduceCallsBefore) / Double(e.updates)
+            if options.runControl.clipGradNorm != nil { line["grad_norm"] = e.gradNormSum / Double(e.updates) }
+        }
+        // This epoch's cache traffic over all ranks (training and validation reads).
+        let st = run.cache.stats()
+        let c = try comm.allreduce([st.accesses, st.memoryHits + st.diskHits, st.fetches, st.bytesFetched,
+                                    st.memoryEvictions + st.diskEvictions, st.corruptEntries].map(Int64.init), op: .sum)
+        line["cache_accesses"] = Int(c[0]); line["cache_hits"] = Int(c[1])
+        line["cache_hit_rate"] = c[0] > 0 ? Double(c[1]) / Double(c[0]) : 0
+        line["cache_fetches"] = Int(c[2]); line["cache_bytes_fetched"] = Int(c[3])
+        line["cache_evictions"] = Int(c[4]); line["cache_corrupt_entries"] = Int(c[5])
+        return (line, sums)
+    }
+
+    /// Validation metrics of the current weights into the history line; returns this rank's
+    /// validation failures.
+    func validate(_ run: TrainingRun, into line: inout [String: Any]) throws -> [SampleFailure] {
+        guard let val = run.data.val, let valLoader = run.valLoader else { return [] }
+        let r = try Evaluation.run(run.net, loader: valLoader, setCount: val.count, classes: run.classes,
+                                   localBatch: run.evalLocal, comm: comm, scratch: run.predicted)
+        line["val_loss"] = r.meanLoss
+        line["val_acc"] = r.accuracy
+        line["val_count"] = Int(r.count)
+        line["val_skipped"] = r.skipped
+        line["val_macro_f1"] = ClassificationMetrics(confusion: r.confusion).macroF1
+        run.lastValAccuracy = r.accuracy
+        if let ema = run.ema {
+            // The weight average, evaluated in place of the weights (then swapped back).
+            ema.swap(with: run.net.store)
+            defer { ema.swap(with: run.net.store) }
+            let a = try Evaluation.run(run.net, loader: valLoader, setCount: val.count, classes: run.classes,
+                                       localBatch: run.evalLocal, comm: comm, scratch: run.predicted)
+            line["val_loss_ema"] = a.meanLoss
+            line["val_acc_ema"] = a.accuracy
+            line["val_macro_f1_ema"] = ClassificationMetrics(confusion: a.confusion).macroF1
+        }
+        return r.failures
+    }
+
+    /// Stops the run when too many of the epoch's samples failed to load.
+    func checkFailureBudget(epoch: Int, sums: [Double]) throws {
+        let o = options
+        let scheduled = sums[2] + sums[3]
+        if o.skipsFailures, scheduled > 0, sums[3] / scheduled > o.maxBadFraction {
+            // Every rank sees the same reduced counts, so every rank stops here together.
+            throw TrainingError.tooManyFailures(String(format: "epoch %d: %d of %.0f samples failed (%.1f%%), above --max-bad-fraction %.2f; see %@",
+                                                       epoch + 1, Int(sums[3]), scheduled, 100 * sums[3] / scheduled, o.maxBadFraction,
+                                                       (o.outDir as NSString).appendingPathComponent("failed_samples.jsonl")))
+        }
+    }
+
+    /// The monitored metric (best, best-K, early stopping), checkpoints and the history line of a
+    /// finished (or stopped) epoch. Only complete epochs are ranked.
+    func endEpoch(_ run: TrainingRun, _ e: EpochState, line: [String: Any], progress: [Double]) throws {
+        var update = RunControlState.Update()
+        if e.complete { update = run.control.record(epoch: e.epoch + 1, value: line[run.metric] as? Double ?? 0, options: options.runControl) }
+        try saveCheckpoint(run, epochsDone: e.complete ? e.epoch + 1 : e.epoch, metrics: line.compactMapValues { $0 as? Double },
+                           progress: e.complete ? nil : progress, update: update)
+        if run.control.stopped, comm.rank == 0 {
+            log(String(format: "early stopping after epoch %d: %@ did not improve by more than %g for %d epoch(s); best %.4f at epoch %d",
+                       e.epoch + 1, run.metric, options.runControl.earlyStopMinDelta, run.control.badEpochs,
+                       run.control.best ?? 0, run.control.bestEpoch))
+        }
+        guard let runDir = run.runDir else { return }
+        run.history.append(line)
+        try runDir.writeHistory(run.history)
+        log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", e.epoch + 1, options.epochs, e.complete ? "" : " (partial)",
+                   line["train_loss"] as! Double, line["train_acc"] as! Double)
+            + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
+            + String(format: "  %.0f img/s  %.1fs", line["images_per_sec"] as! Double, line["seconds"] as! Double))
+    }
+
+    // MARK: - Checkpoints and the end
+
+    /// Rank 0 writes last.ckpt, best.ckpt when the epoch is the best so far and best-epochNNN.ckpt
+    /// when it enters the best K (each atomically), then deletes the files that left the ranking (the
+    /// ranking in last.ckpt is updated first, so a crash leaves at most a stray file, never a
+    /// missing one). All ranks first agree on the BatchNorm statistics, since every rank resumes
+    /// from rank 0's file.
+    func saveCheckpoint(_ run: TrainingRun, epochsDone: Int, metrics: [String: Double], progress: [Double]?,
+                        update: RunControlState.Update = .init()) throws {
+        try averageRunningStatistics(run)
+        guard let runDir = run.runDir else { return }
+        let o = options
+        var header = CheckpointHeader(model: run.spec, classes: run.data.classes, network: run.net, epoch: epochsDone, step: run.globalStep,
+                                      metrics: metrics, mean: run.format.mean, std: run.format.std, options: o.record)
+        header.sampler = .init(seed: o.seed, virtualShards: run.sampler.virtualShards, globalBatch: o.stepBatch, sampleCount: run.data.train.count)
+        header.manifestFingerprint = run.data.train.fingerprint
+        header.epochProgress = progress
+        header.runControl = run.control
+        var extras: [UnsafeBufferPointer<Float>] = []
+        if let ema = run.ema {
+            header.extras = [.init(name: "ema", count: ema.buffer.count)]
+            extras.append(UnsafeBufferPointer(ema.buffer))
+        }
+        if let keep = update.keep { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file(keep)) }
+        if update.isBest { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("best.ckpt")) }
+        try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("last.ckpt"))
+        for name in update.dropped { try? FileManager.default.removeItem(atPath: runDir.file(name)) }
+    }
+
+    /// The summary every rank returns (rank 0's best metric, broadcast).
+    func finish(_ run: TrainingRun) throws -> TrainSummary {
+        network = run.net
+        let bestAll = [run.control.best ?? 0, Double(run.control.bestEpoch)]
+        if comm.rank == 0 && bestAll[1] > 0 {
+            log(String(format: "best %@ %.4f at epoch %d (%@)", run.metric, bestAll[0], Int(bestAll[1]),
+                       (options.outDir as NSString).appendingPathComponent("best.ckpt")))
+        }
+        return TrainSummary(steps: run.globalStep, bestMetricName: run.metric, bestMetric: bestAll[0],
+                            bestEpoch: Int(bestAll[1]), finalValAccuracy: run.lastValAccuracy)
+    }
+
+    /// BatchNorm running statistics (and their weight average): the mean over ranks.
+    private func averageRunningStatistics(_ run: TrainingRun) throws {
+        let store = run.net.store
+        guard comm.size > 1, store.stateCount > 0 else { return }
         let inv = 1 / Float(comm.size)
-        for i in 0..<net.store.stateCount { net.store.state[i] *= inv }
+        for buffer in [store.stateBuffer] + (run.ema.map { [$0.stateBuffer] } ?? []) {
+            try comm.allreduce(buffer, op: .sum)
+            for i in buffer.indices { buffer[i] *= inv }
+        }
     }
 
     private func broadcast(_ v: [Double]) throws -> [Double] {

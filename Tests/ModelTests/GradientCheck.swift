@@ -25,6 +25,8 @@ struct GradientCheck {
     /// tensor whose true gradient is ~0 (a BatchNorm bias before another training-mode BatchNorm)
     /// cannot be checked relatively.
     var absoluteFloor = 1e-6
+    /// Side input handed to the layer in `StepContext.metadata` ([batch, width]).
+    var metadata: [Float]? = nil
 
     struct Report: CustomStringConvertible {
         var name: String
@@ -52,7 +54,13 @@ struct GradientCheck {
         let r = (0..<batch * outShape.count).map { _ in rng.nextGaussian() }
         var y = [Float](repeating: 0, count: batch * outShape.count)
         var dx = [Float](repeating: 0, count: batch * input.count)
-        let context = StepContext(seed: 7, step: 3)
+        var context = StepContext(seed: 7, step: 3)
+        let meta = UnsafeMutablePointer<Float>.allocate(capacity: max(1, metadata?.count ?? 0))
+        defer { meta.deallocate() }
+        if let metadata {
+            meta.initialize(from: metadata, count: metadata.count)
+            context.metadata = UnsafePointer(meta)
+        }
         let savedState = Array(store.stateBuffer)
 
         func loss() -> Double {
