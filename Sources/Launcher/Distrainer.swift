@@ -8,5 +8,5 @@ struct Distrainer: ParsableCommand {
         abstract: "Distributed image-classification trainer (run under mpirun for data parallelism).",
         subcommands: [TrainCommand.self, CVCommand.self, SplitCommand.self, BenchCommand.self, ModelsCommand.self,
                       ImportIDXCommand.self, DoctorCommand.self, CacheSimCommand.self, FetchBenchCommand.self,
-                      EvaluateCommand.self, PredictCommand.self])
+                      EvaluateCommand.self, PredictCommand.self, AugmentBenchCommand.self])
 }

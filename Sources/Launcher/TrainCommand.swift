@@ -76,6 +76,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Flag(help: "Resume from RUN_DIR/last.ckpt at the exact step it was written (any world size dividing its virtual shards); cv skips complete folds.") var resume = false
     @Flag(help: "No progress line.") var quiet = false
     @OptionGroup(title: "Run control") var runControl: RunControlOptionGroup
+    @OptionGroup(title: "Augmentation (training data only)") var augmentation: AugmentationOptionGroup
 
     func options(valManifest: String?) throws -> TrainOptions {
         var o = TrainOptions(trainManifest: train, valManifest: valManifest, outDir: out)
@@ -141,6 +142,7 @@ struct TrainingOptionGroup: ParsableArguments {
         o.resume = resume
         o.progress = !quiet
         runControl.apply(to: &o)
+        try augmentation.apply(to: &o)
         return o
     }
 }

@@ -33,10 +33,13 @@ final class ImageSampleSource: SampleSource, @unchecked Sendable {
     var sampleCount: Int { cached.sampleCount }
     var metadataCount: Int { metadata?.width ?? 0 }
 
-    init(set: LabeledSet, format: InputFormat, cache: ImageCache, metadata: MetadataEncoding? = nil) {
+    /// `augmenter`/`mixer`: training data only (validation and test data are never augmented).
+    init(set: LabeledSet, format: InputFormat, cache: ImageCache, metadata: MetadataEncoding? = nil,
+         augmenter: Augmenter? = nil, mixer: SampleMixer? = nil) {
         self.set = set
         self.metadata = metadata
-        cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std)
+        cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std,
+                                   augmenter: augmenter, mixer: mixer)
     }
 
     func prepare(_ indices: [Int]) { cached.prepare(indices) }

@@ -109,6 +109,11 @@ public struct TrainOptions: Codable, Sendable {
     public var progress = true
     /// Accumulation, clipping, EMA, early stopping, best-K (TrainOptions+RunControl.swift).
     public var runControl = RunControlOptions()
+    /// Training-time augmentation (never applied to validation data), where the normalisation
+    /// mean/std come from, and (debug) a folder for each epoch's first augmented batch.
+    public var augment = AugmentOptions()
+    public var normalization: Normalization = .custom
+    public var dumpAugmented: String? = nil
 
     public init(trainManifest: String, valManifest: String?, outDir: String) {
         self.trainManifest = trainManifest; self.valManifest = valManifest; self.outDir = outDir
@@ -144,6 +149,7 @@ public struct TrainOptions: Codable, Sendable {
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
         r.merge(runControl.record) { a, _ in a }
+        r["augment"] = augment.summary; r["normalize"] = normalization.rawValue
         return r
     }
 }

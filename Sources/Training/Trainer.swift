@@ -106,6 +106,9 @@ public final class Trainer {
         let control = try comm.broadcast(bytes: isRoot ? Array(try JSONEncoder().encode(run.control)) : [], root: 0)
         run.control = try JSONDecoder().decode(RunControlState.self, from: Data(control))
         if let ema = run.ema { try comm.broadcast(UnsafeMutableRawBufferPointer(ema.buffer), root: 0) }
+        if isRoot && (o.augment.transformsImages || o.augment.mixes || o.normalization != .custom) {
+            log("augmentation: \(o.augment.summary); normalisation \(o.normalization.rawValue) mean \(run.format.mean) std \(run.format.std)")
+        }
         let hosts = try Placement.describe(comm)   // collective: every rank's host name to rank 0
         if isRoot {
             log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(data.train.count) training images"
@@ -234,6 +237,7 @@ public final class Trainer {
         let firstStep = run.globalStep % run.stepsPerEpoch
         let endStep = min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch)
         let order = run.sampler.epoch(epoch)
+        run.trainSource.cached.setEpoch(epoch)   // augmentation draws of this epoch
         if options.cachePolicy == .lookAhead {
             run.trainSource.cached.planEpoch(run.sampler, epoch: epoch, fromStep: firstStep, rank: comm.rank, worldSize: comm.size)
         }
@@ -262,7 +266,7 @@ public final class Trainer {
             guard let batch = try run.trainLoader.next() else { return false }
             e.failures += batch.failures
             loaded += batch.count
-            forwardBackward(run, &e, batch: batch, gradScale: 1 / Float(max(scheduled, 1)))
+            try forwardBackward(run, &e, batch: batch, gradScale: 1 / Float(max(scheduled, 1)))
             run.trainLoader.recycle(batch)
         }
         // With skipped samples the mean runs over the samples actually loaded.
@@ -275,15 +279,24 @@ public final class Trainer {
     }
 
     /// Forward, loss and backward on this rank's samples; ACCUMULATES parameter gradients.
-    func forwardBackward(_ run: TrainingRun, _ e: inout EpochState, batch: LoadedBatch, gradScale: Float) {
+    func forwardBackward(_ run: TrainingRun, _ e: inout EpochState, batch: LoadedBatch, gradScale: Float) throws {
         guard batch.count > 0 else { return }
+        // Mixup/cutmix: the soft targets of the batch's samples, recomputed from (seed, epoch, index).
+        if let mixer = run.mixer {
+            mixer.softTargets(indices: batch.indices, labels: batch.labels, allLabels: run.data.train.labels, epoch: e.epoch,
+                              classes: run.classes, into: run.softTargets)
+        }
+        let targets: UnsafePointer<Float>? = run.mixer != nil ? UnsafePointer(run.softTargets) : nil
+        if let dir = options.dumpAugmented, run.globalStep == e.epoch * run.stepsPerEpoch + e.firstStep {
+            try AugmentDump.write(dir: dir, epoch: e.epoch, batch: batch, sampleCount: run.format.sampleCount, classes: run.classes, targets: targets)
+        }
         let net = run.net
         let logits = batch.indices.withUnsafeBufferPointer { ids in
             net.forward(batch.inputs, batch: batch.count, mode: .train,
                         context: StepContext(seed: options.seed, step: run.globalStep, sampleIDs: ids,
                                              metadata: UnsafePointer(batch.metadata)))
         }
-        let r = run.loss(logits: logits, labels: batch.labels, batch: batch.count, gradScale: gradScale)
+        let r = run.loss(logits: logits, labels: batch.labels, targets: targets, batch: batch.count, gradScale: gradScale)
         net.backward(batch.inputs, dLogits: run.dLogits, batch: batch.count, mode: .train)
         e.totals.lossSum += r.lossSum; e.totals.correct += Double(r.correct); e.totals.seen += Double(batch.count)
     }

@@ -79,6 +79,9 @@ final class TrainingRun {
     let schedule: LearningRateSchedule
     let cache: ImageCache
     let trainSource: ImageSampleSource
+    /// Mixup/cutmix of the training data (nil: off) and its soft targets [maxLocal, classes].
+    let mixer: SampleMixer?
+    let softTargets: UnsafeMutablePointer<Float>
     let trainLoader: BatchLoader
     let valLoader: BatchLoader?
     /// Loss gradient and predicted classes, sized for the larger of the two batches.
@@ -107,7 +110,7 @@ final class TrainingRun {
          spec: ModelSpec, net: Network, sampler: ShardedSampler, start: ResumePoint) throws {
         let metric = try o.runControl.resolvedMonitor(hasValidation: data.val != nil)
         self.metric = metric
-        self.data = data; self.format = format; self.runDir = runDir; self.spec = spec; self.net = net; self.sampler = sampler
+        self.data = data; self.runDir = runDir; self.spec = spec; self.net = net; self.sampler = sampler
         let world = comm.size
         let shardsPerRank = sampler.virtualShards / world
         accumSteps = o.runControl.accumSteps
@@ -126,7 +129,14 @@ final class TrainingRun {
         reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
         optimizer = Self.makeOptimizer(o)
         schedule = Self.makeSchedule(o, stepsPerEpoch: sampler.stepsPerEpoch)
-        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache, metadata: spec.fusion)
+        // Normalisation constants (dataset statistics from rank 0); augmentation of the training data only.
+        let format = try o.normalization.resolve(format, train: data.train, cache: cache, comm: comm, skipFailures: o.skipsFailures)
+        self.format = format
+        let (augmenter, mixer) = o.augmentation(trainCount: data.train.count)
+        self.mixer = mixer
+        softTargets = .allocate(capacity: mixer != nil ? maxLocal * data.classes.count : 1)
+        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache, metadata: spec.fusion,
+                                        augmenter: augmenter, mixer: mixer)
         trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
                                   prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
         valLoader = data.val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache, metadata: spec.fusion), maxBatch: evalLocal,
@@ -151,7 +161,7 @@ final class TrainingRun {
         }
     }
 
-    deinit { dLogits.deallocate(); predicted.deallocate() }
+    deinit { dLogits.deallocate(); predicted.deallocate(); softTargets.deallocate() }
 
     /// Stops the loaders' threads (they keep their loaders alive until then).
     func shutdown() { trainLoader.shutdown(); valLoader?.shutdown() }
@@ -170,8 +180,14 @@ final class TrainingRun {
     }
 
     /// The loss of one training batch: loss sum and correct predictions; writes dLogits scaled by
-    /// `gradScale` (1/global batch).
-    func loss(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, gradScale: Float) -> (lossSum: Double, correct: Int) {
+    /// `gradScale` (1/global batch). With `targets` (mixup/cutmix), the soft-target cross-entropy.
+    func loss(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, targets: UnsafePointer<Float>? = nil,
+              batch: Int, gradScale: Float) -> (lossSum: Double, correct: Int) {
+        if let targets {
+            let r = SoftTargetCrossEntropy().evaluate(logits: logits, labels: labels, targets: targets, batch: batch, classes: classes,
+                                                      gradScale: gradScale, dLogits: dLogits)
+            return (r.lossSum, r.correct)
+        }
         let r = SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: classes,
                                              gradScale: gradScale, dLogits: dLogits)
         return (r.lossSum, r.correct)
