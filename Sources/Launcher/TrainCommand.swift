@@ -31,6 +31,8 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Fixed class list (a classes.json) instead of the training labels' own.") var classes: String?
     @Option(help: "Manifest field holding the image reference (path, file:// or http(s):// URL).") var imageField = "image"
     @Option(help: "Manifest field holding the label.") var labelField = "label"
+    @Option(help: "Map tiles as images: a URL template with {z}, {x}, {y} (e.g. 'http://HOST/{z}/{x}/{y}.png'); each record's tile comes from its lat/lon (the image field is then not read).") var tileUrl: String?
+    @Option(help: "Zoom level of --tile-url tiles (0-30).") var tileZoom = 18
     @Option(help: "Manifest field whose records must stay together (cv folds).") var groupField: String?
     @Option(help: "Architecture (see `distrainer models`): \(Architectures.names.joined(separator: ", ")).") var model = "refcnn"
     @Option(help: "Hidden widths of an MLP classifier head, e.g. 512,128 (BatchNorm1d + ReLU + dropout each).") var head: String?
@@ -59,7 +61,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
     @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
-    @Option(help: "Batches prepared ahead.") var prefetch = 3
+    @Option(help: "Most batches prepared ahead: auto (up to 16) or a number; the depth adapts below it from the measured step and load times, within 256 MB.") var prefetch = "auto"
     @Option(help: "Per-rank memory cache of decoded images, e.g. 512MB, 2GB (0 disables it).") var cacheMem = "1GB"
     @Option(help: "Per-rank disk cache of fetched remote images, e.g. 50GB (0 disables it).") var cacheDisk = "0"
     @Option(help: "Disk cache folder on each host (each rank uses rank-R inside; default under the temp dir, never the run dir).") var cacheDir: String?
@@ -78,6 +80,9 @@ struct TrainingOptionGroup: ParsableArguments {
         o.imageField = imageField
         o.labelField = labelField
         o.groupField = groupField
+        do { o.tiles = try tileUrl.map { try MapTiles(template: $0, zoom: tileZoom) } } catch {
+            throw ValidationError("--tile-url: \(error)")
+        }
         o.model = model
         o.head = try head.map { try parseList($0, name: "head") }
         o.headDropout = headDropout
@@ -108,7 +113,10 @@ struct TrainingOptionGroup: ParsableArguments {
         o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
         o.threads = threads ?? defaultThreads()
         o.loaderThreads = loaderThreads
-        o.prefetch = prefetch
+        if prefetch != "auto" {
+            guard let n = Int(prefetch), n >= 1 else { throw ValidationError("--prefetch must be auto or a positive number, got \"\(prefetch)\"") }
+            o.prefetch = n
+        }
         o.cacheMemoryBytes = try parseBytes(cacheMem, name: "cache-mem")
         o.cacheDiskBytes = try parseBytes(cacheDisk, name: "cache-disk")
         o.cacheDir = cacheDir

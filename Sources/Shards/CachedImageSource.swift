@@ -42,6 +42,10 @@ public final class CachedImageSource: SampleSource, @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Downloads coming batches' remote images ahead of decoding (see `ImageCache.fetchAhead`).
+    public func fetchAhead(_ indices: [Int]) { cache.fetchAhead(indices.map { references[$0] }) }
+    public func discardFetchedAhead() { cache.discardFetchedAhead() }
+
     public func load(_ index: Int, into out: UnsafeMutablePointer<Float>) throws -> Int32 {
         lock.lock()
         let prepared = staged.removeValue(forKey: index)

@@ -178,7 +178,7 @@ public final class CrossValidation {
         net.prepare(maxBatch: max(net.maxBatch, local))
         let cache = try ImageCache(options: t.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank, localBatch: local))
         let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache), maxBatch: local,
-                                 prefetch: t.prefetch, workers: t.loaderThreads, skipFailures: t.skipsFailures)
+                                 prefetch: t.prefetchDepth(batchFloats: local * format.sampleCount), workers: t.loaderThreads, skipFailures: t.skipsFailures)
         defer { loader.shutdown() }
         let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: local)
         defer { scratch.deallocate() }

@@ -35,6 +35,8 @@ final class ImageSampleSource: SampleSource, @unchecked Sendable {
     }
 
     func prepare(_ indices: [Int]) { cached.prepare(indices) }
+    func fetchAhead(_ indices: [Int]) { cached.fetchAhead(indices) }
+    func discardFetchedAhead() { cached.discardFetchedAhead() }
 
     func load(_ index: Int, into out: UnsafeMutablePointer<Float>) throws -> Int32 {
         do { return try cached.load(index, into: out) } catch {

@@ -12,6 +12,8 @@ public struct TrainOptions: Codable, Sendable {
     public var imageField = "image"
     public var labelField = "label"
     public var groupField: String? = nil
+    /// Map tiles: image URLs built from each record's lat/lon (`--tile-url`, `--tile-zoom`).
+    public var tiles: MapTiles? = nil
 
     /// The per-rank image cache for `rank` processing up to `localBatch` images per step.
     /// Without `maxImageBytes`, the response cap is sized so the disk tier holds two batches
@@ -37,7 +39,7 @@ public struct TrainOptions: Codable, Sendable {
     /// How manifests are read: fields, and skip or stop on bad lines.
     public var manifestOptions: ManifestOptions {
         ManifestOptions(imageField: imageField, labelField: labelField, groupField: groupField,
-                        onBadRecord: skipBadRecords ? .skip : .error)
+                        onBadRecord: skipBadRecords ? .skip : .error, tiles: tiles)
     }
     public var model: String = "refcnn"
     public var widths: [Int]? = nil
@@ -75,7 +77,17 @@ public struct TrainOptions: Codable, Sendable {
     public var bucketElements = 1 << 20
     public var threads = 1
     public var loaderThreads = 1
-    public var prefetch = 3
+    /// Most batches decoded ahead (nil: auto); the depth adapts below it from the measured
+    /// step and load times (see `BatchLoader`).
+    public var prefetch: Int? = nil
+    /// Memory the decoded-ahead batches of one loader may take.
+    public static let prefetchMemoryBytes = 256 << 20
+
+    /// The loader's maximum depth for batches of `batchFloats` floats: `prefetch` (auto: 16),
+    /// at most what fits in `prefetchMemoryBytes`, at least 2.
+    public func prefetchDepth(batchFloats: Int) -> Int {
+        max(2, min(prefetch ?? 16, Self.prefetchMemoryBytes / max(1, 4 * batchFloats)))
+    }
     /// Per-rank image cache: memory tier (decoded, resized) and disk tier (fetched files) bounds.
     public var cacheMemoryBytes = 1 << 30
     public var cacheDiskBytes = 0
@@ -116,6 +128,7 @@ public struct TrainOptions: Codable, Sendable {
         r["image_field"] = imageField
         r["label_field"] = labelField
         if let g = groupField { r["group_field"] = g }
+        if let t = tiles { r["tile_url"] = t.template; r["tile_zoom"] = "\(t.zoom)" }
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
         if let h = head { r["head"] = h.map { "\($0)" }.joined(separator: ",") }
         if let p = pretrained { r["pretrained"] = p }

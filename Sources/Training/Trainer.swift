@@ -152,10 +152,11 @@ public final class Trainer {
         let cache = try ImageCache(options: o.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank,
                                                            localBatch: max(maxLocal, evalLocal)))
         let trainSource = ImageSampleSource(set: train, format: format, cache: cache)
-        let trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
-                                      prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
+        let trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal, prefetch: o.prefetchDepth(batchFloats: maxLocal * format.sampleCount),
+                                      workers: o.loaderThreads, skipFailures: o.skipsFailures)
         let valLoader = val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache), maxBatch: evalLocal,
-                                              prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
+                                              prefetch: o.prefetchDepth(batchFloats: evalLocal * format.sampleCount),
+                                              workers: o.loaderThreads, skipFailures: o.skipsFailures) }
         defer { trainLoader.shutdown(); valLoader?.shutdown() }
         let progress = ProgressLine(enabled: isRoot && o.progress && isatty(STDERR_FILENO) == 1)
         let metric = val != nil ? "val_acc" : "train_acc"
@@ -250,6 +251,8 @@ public final class Trainer {
                 "data_stall": seconds > 0 ? sums[4] / Double(world) / seconds : 0,
                 "allreduce_fraction": seconds > 0 ? sums[5] / Double(world) / seconds : 0,
                 "skipped": Int(sums[3]),
+                // Rank 0's pipeline depths at the epoch's end (batches decoded / fetched ahead).
+                "prefetch_depth": trainLoader.depth, "fetch_ahead_depth": trainLoader.fetchDepth,
             ]
             if !complete { line["partial"] = true }
             // This epoch's cache traffic over all ranks (training and validation reads).
@@ -291,7 +294,8 @@ public final class Trainer {
                 log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", epoch + 1, o.epochs, complete ? "" : " (partial)",
                            line["train_loss"] as! Double, line["train_acc"] as! Double)
                     + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
-                    + String(format: "  %.0f img/s  %.1fs", line["images_per_sec"] as! Double, seconds))
+                    + String(format: "  %.0f img/s  %.1fs  data stall %.1f%%", line["images_per_sec"] as! Double, seconds,
+                             100 * (line["data_stall"] as! Double)))
             }
         }
         network = net
