@@ -18,8 +18,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Validation manifest.") var val: String?
 
     func run() throws {
+        let options = try training.options(valManifest: val)   // before MPI: errors map to --config keys
+        let config = try RunConfig.resolvedYAML(of: self, valid: RunConfig.options(of: Self.self))
         try MPISession.run { comm in
-            _ = try Trainer(options: try training.options(valManifest: val), communicator: comm).run()
+            if comm.rank == 0 { try RunConfig.save(config, runDirectory: options.outDir) }
+            _ = try Trainer(options: options, communicator: comm).run()
         }
     }
 }
@@ -46,6 +49,9 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Normalisation mean per channel (x/255 − mean) / std; one value or one per channel.") var mean = "0.5"
     @Option(help: "Normalisation std per channel.") var std = "0.5"
     @Option(help: "Epochs.") var epochs = 10
+    @Option(help: "Use at most N records of each manifest, spread evenly over it (quick runs).") var maxSamples: Int?
+    @Option(help: "Run configuration: a YAML file of option names and values (command-line options override it; see README).") var config: String?
+    @Option(help: "Preset applied before --config and the command line: fast-dev (2 epochs, 512 samples) or default.") var preset: String?
     @Option(help: "Stop after this many optimizer steps (the schedule still spans --epochs).") var maxSteps: Int?
     @Option(help: "GLOBAL batch size (split across ranks).") var batchSize = 128
     @Option(help: "Global batch size for validation.") var evalBatchSize = 256
@@ -96,6 +102,8 @@ struct TrainingOptionGroup: ParsableArguments {
         o.std = try parseList(std, name: "std")
         o.epochs = epochs
         o.maxSteps = maxSteps
+        if let maxSamples, maxSamples < 1 { throw ValidationError("--max-samples must be at least 1, got \(maxSamples)") }
+        o.maxSamples = maxSamples
         o.batchSize = batchSize
         o.evalBatchSize = evalBatchSize
         o.lr = lr

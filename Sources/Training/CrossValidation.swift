@@ -63,7 +63,8 @@ public final class CrossValidation {
         // 1. Folds, decided once by the coordinator.
         let shipment = try DatasetExchange.share(world) { () -> Shipment in
             let fixed = try t.classesFile.map { try ClassList.load(path: $0) }
-            let (set, classes) = try LabeledSet.load(path: t.trainManifest, classes: fixed, options: t.manifestOptions)
+            var (set, classes) = try LabeledSet.load(path: t.trainManifest, classes: fixed, options: t.manifestOptions)
+            set = set.limited(to: t.maxSamples)
             guard set.count >= k else { throw TrainingError.invalidOption("\(t.trainManifest): \(set.count) records cannot make \(k) folds") }
             let folds = GroupedStratifier.assign(labels: set.labels.map(Int.init), keys: [set.images, set.groups],
                                                  weights: Array(repeating: 1, count: k), seed: t.seed)

@@ -55,6 +55,8 @@ public struct TrainOptions: Codable, Sendable {
     public var mean: [Float] = [0.5]
     public var std: [Float] = [0.5]
     public var epochs = 10
+    /// Use at most this many records of each manifest, spread evenly over it (quick runs).
+    public var maxSamples: Int? = nil
     /// Optimizer steps after which training stops (nil: run all epochs).
     public var maxSteps: Int? = nil
     /// The GLOBAL batch: split across ranks.
@@ -133,6 +135,7 @@ public struct TrainOptions: Codable, Sendable {
         if let h = head { r["head"] = h.map { "\($0)" }.joined(separator: ",") }
         if let p = pretrained { r["pretrained"] = p }
         if let m = maxSteps { r["max_steps"] = "\(m)" }
+        if let m = maxSamples { r["max_samples"] = "\(m)" }
         r["cache_mem"] = "\(cacheMemoryBytes)"; r["cache_disk"] = "\(cacheDiskBytes)"; r["cache_policy"] = cachePolicy.rawValue
         r["fetch_concurrency"] = "\(fetchConcurrency)"
         if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }

@@ -56,12 +56,13 @@ public final class Trainer {
         let classFile = o.classesFile
         let data = try DatasetExchange.share(comm) {
             let fixed = try classFile.map { try ClassList.load(path: $0) }
-            let (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, options: o.manifestOptions)
+            var (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, options: o.manifestOptions)
+            train = train.limited(to: o.maxSamples)
             guard train.count > 0 else { throw TrainingError.invalidOption("\(o.trainManifest): no usable records") }
             guard classes.names.count >= 2 else {
                 throw TrainingError.invalidOption("\(o.trainManifest): needs at least 2 classes, found \(classes.names.count)")
             }
-            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, options: o.manifestOptions).0 }
+            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, options: o.manifestOptions).0.limited(to: o.maxSamples) }
             return TrainingData(train: train, val: val, classes: classes.names)
         }
         return try train(data)
