@@ -5,7 +5,7 @@
 #   scripts/bench_stall.sh                 N=6000 Fashion-MNIST training images, 4 epochs, 20 ms
 #   RANKS=2 N=12000 EPOCHS=3 scripts/bench_stall.sh
 # Data: $DATA (a folder with train.jsonl and its PNGs), default data/fashion-mnist, imported
-# from /usr/share/datasets/fashion-mnist when missing. EXTRA adds train options.
+# from /usr/share/datasets/fashion-mnist when missing. EXTRA adds train options; BIN picks the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-6000}
@@ -16,8 +16,12 @@ BATCH=${BATCH:-64}
 DATA=${DATA:-data/fashion-mnist}
 EXTRA=${EXTRA:-}
 
-swift build -c release --product distrainer >/dev/null
-bin=$(swift build -c release --show-bin-path)/distrainer
+# BIN: an already built distrainer (e.g. .build/release/distrainer of a test build); else build.
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+  swift build -c release --product distrainer >/dev/null
+  bin=$(swift build -c release --show-bin-path)/distrainer
+fi
 if [ ! -f "$DATA/train.jsonl" ]; then
   src=/usr/share/datasets/fashion-mnist
   "$bin" import-idx --images $src/train-images-idx3-ubyte.gz --labels $src/train-labels-idx1-ubyte.gz \
