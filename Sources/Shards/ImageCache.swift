@@ -152,6 +152,8 @@ public final class ImageCache: @unchecked Sendable {
     private var staged: [String: Result<[UInt8], FetchError>] = [:]
     private var stagedBytes = 0
     private var stagedSizeEstimate = 64 << 10
+    /// References an `images` call is reading, fetching or decoding now (not fetched ahead).
+    private var loading: [String: Int] = [:]
 
     /// Opens the cache: checks the sizes, locks and scans the disk folder.
     public init(options: ImageCacheOptions) throws {
@@ -249,7 +251,7 @@ public final class ImageCache: @unchecked Sendable {
         lock.lock()
         var budget = options.fetchAheadBytes - stagedBytes
         for ref in references where seen.insert(ref).inserted {
-            if images[ref] != nil || staged[ref] != nil || (disk?.contains(ref) ?? false) { continue }
+            if images[ref] != nil || staged[ref] != nil || loading[ref] != nil || (disk?.contains(ref) ?? false) { continue }
             guard case .remote = HTTPFetcher.classify(ref, allowed: options.fetch.allowedSchemes) else { continue }
             budget -= stagedSizeEstimate
             if budget < 0 { break }
@@ -326,6 +328,7 @@ public final class ImageCache: @unchecked Sendable {
                 disk?.replan(ref, nextUse: next)
                 missing.append(ref)
                 waiting[ref] = [i]
+                loading[ref, default: 0] += 1
             }
         }
         lock.unlock()
@@ -376,6 +379,9 @@ public final class ImageCache: @unchecked Sendable {
                 failed[ref] = e
                 counters.failures += 1
             }
+        }
+        for ref in missing {
+            if let n = loading[ref], n > 1 { loading[ref] = n - 1 } else { loading[ref] = nil }
         }
         lock.unlock()
         for (ref, result) in zip(toDecode, decoded) {
