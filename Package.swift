@@ -20,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found with pkg-config)
@@ -55,6 +56,7 @@ let package = Package(
         .executableTarget(name: "Launcher", dependencies: [
             "Training", "Dist", "Model", "Shards", "Support",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
         ], swiftSettings: cpuFlags),
 
         // MARK: Tests

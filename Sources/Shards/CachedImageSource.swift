@@ -81,6 +81,16 @@ public final class CachedImageSource: SampleSource, @unchecked Sendable {
         return try cache.image(references[index])
     }
 
+    /// Downloads coming batches' remote images, and their mixing partners', ahead of decoding
+    /// (see `ImageCache.fetchAhead`).
+    public func fetchAhead(_ indices: [Int]) {
+        lock.lock(); let e = epoch; lock.unlock()
+        var all = indices
+        for p in partners(indices, epoch: e) where !all.contains(p) { all.append(p) }
+        cache.fetchAhead(all.map { references[$0] })
+    }
+    public func discardFetchedAhead() { cache.discardFetchedAhead() }
+
     public func load(_ index: Int, into out: UnsafeMutablePointer<Float>) throws -> Int32 {
         let image = try self.image(index)
         let size = cache.options.imageSize

@@ -43,6 +43,8 @@ final class ImageSampleSource: SampleSource, @unchecked Sendable {
     }
 
     func prepare(_ indices: [Int]) { cached.prepare(indices) }
+    func fetchAhead(_ indices: [Int]) { cached.fetchAhead(indices) }
+    func discardFetchedAhead() { cached.discardFetchedAhead() }
 
     func loadMetadata(_ index: Int, into out: UnsafeMutablePointer<Float>) {
         metadata?.encode(lat: set.latitudes[index], lon: set.longitudes[index], source: set.sources[index], into: out)

@@ -55,12 +55,13 @@ public final class Trainer {
         let classFile = o.classesFile
         let data = try DatasetExchange.share(comm) {
             let fixed = try classFile.map { try ClassList.load(path: $0) }
-            let (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, options: o.manifestOptions)
+            var (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, options: o.manifestOptions)
+            train = train.limited(to: o.maxSamples)
             guard train.count > 0 else { throw TrainingError.invalidOption("\(o.trainManifest): no usable records") }
             guard classes.names.count >= 2 else {
                 throw TrainingError.invalidOption("\(o.trainManifest): needs at least 2 classes, found \(classes.names.count)")
             }
-            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, options: o.manifestOptions).0 }
+            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, options: o.manifestOptions).0.limited(to: o.maxSamples) }
             return TrainingData(train: train, val: val, classes: classes.names)
         }
         return try train(data)
@@ -338,6 +339,8 @@ public final class Trainer {
             "data_stall": seconds > 0 ? sums[4] / world / seconds : 0,
             "allreduce_fraction": seconds > 0 ? sums[5] / world / seconds : 0,
             "skipped": Int(sums[3]),
+            // Rank 0's pipeline depths at the epoch's end (batches decoded / fetched ahead).
+            "prefetch_depth": run.trainLoader.depth, "fetch_ahead_depth": run.trainLoader.fetchDepth,
         ]
         if !e.complete { line["partial"] = true }
         // Debug counter: gradient allreduce calls per optimizer update (1 with or without accumulation).
@@ -414,7 +417,8 @@ public final class Trainer {
         log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", e.epoch + 1, options.epochs, e.complete ? "" : " (partial)",
                    line["train_loss"] as! Double, line["train_acc"] as! Double)
             + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
-            + String(format: "  %.0f img/s  %.1fs", line["images_per_sec"] as! Double, line["seconds"] as! Double))
+            + String(format: "  %.0f img/s  %.1fs  data stall %.1f%%", line["images_per_sec"] as! Double, line["seconds"] as! Double,
+                     100 * (line["data_stall"] as? Double ?? 0)))
     }
 
     // MARK: - Checkpoints and the end

@@ -137,10 +137,11 @@ final class TrainingRun {
         softTargets = .allocate(capacity: mixer != nil ? maxLocal * data.classes.count : 1)
         trainSource = ImageSampleSource(set: data.train, format: format, cache: cache, metadata: spec.fusion,
                                         augmenter: augmenter, mixer: mixer)
-        trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
-                                  prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
+        trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal, prefetch: o.prefetchDepth(batchFloats: maxLocal * format.sampleCount),
+                                  workers: o.loaderThreads, skipFailures: o.skipsFailures)
         valLoader = data.val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache, metadata: spec.fusion), maxBatch: evalLocal,
-                                               prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
+                                               prefetch: o.prefetchDepth(batchFloats: evalLocal * format.sampleCount),
+                                               workers: o.loaderThreads, skipFailures: o.skipsFailures) }
         dLogits = .allocate(capacity: max(maxLocal, evalLocal) * data.classes.count)
         predicted = .allocate(capacity: max(maxLocal, evalLocal))
         progress = ProgressLine(enabled: runDir != nil && o.progress && isatty(STDERR_FILENO) == 1)
