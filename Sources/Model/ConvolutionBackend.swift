@@ -51,11 +51,22 @@ public protocol ConvolutionKernel: AnyObject {
 /// The backends this build has, by name (`--conv-backend`).
 public enum ConvolutionBackends {
     public static let portable: ConvolutionBackend = Im2colGEMMBackend()
-    public static var all: [ConvolutionBackend] { [portable] }
-    public static func named(_ name: String) throws -> ConvolutionBackend {
-        guard let b = all.first(where: { $0.name == name }) else {
+    public static let onednn: ConvolutionBackend = OneDNNBackend()
+    public static var all: [ConvolutionBackend] { [onednn, portable] }
+    /// The faster backend on the machines measured (docs: README "Convolution backends").
+    public static var fastest: ConvolutionBackend { onednn }
+    /// `name` with `algorithm` (`--conv-algo`; only oneDNN has a choice).
+    public static func named(_ name: String, algorithm: String = "direct") throws -> ConvolutionBackend {
+        guard let algorithm = ConvAlgorithm(rawValue: algorithm) else {
+            throw ModelError.invalidOption("unknown convolution algorithm '\(algorithm)' (known: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard all.contains(where: { $0.name == name }) else {
             throw ModelError.invalidOption("unknown convolution backend '\(name)' (known: \(all.map(\.name).joined(separator: ", ")))")
         }
-        return b
+        if name == onednn.name { return OneDNNBackend(algorithm: algorithm) }
+        guard algorithm == .direct || algorithm == .auto else {
+            throw ModelError.invalidOption("--conv-algo \(algorithm.rawValue) needs --conv-backend onednn")
+        }
+        return portable
     }
 }

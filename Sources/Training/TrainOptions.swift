@@ -74,6 +74,9 @@ public struct TrainOptions: Codable, Sendable {
     /// Gradient allreduce bucket size in floats.
     public var bucketElements = 1 << 20
     public var threads = 1
+    /// Convolution backend (`--conv-backend`: onednn, openblas) and oneDNN's algorithm (`--conv-algo`).
+    public var convBackend = "onednn"
+    public var convAlgorithm = "direct"
     public var loaderThreads = 1
     public var prefetch = 3
     /// Per-rank image cache: memory tier (decoded, resized) and disk tier (fetched files) bounds.

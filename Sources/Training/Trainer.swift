@@ -99,7 +99,7 @@ public final class Trainer {
                              classes: classes, batchNorm: o.batchNorm, widths: o.widths, dropout: o.dropout)
         spec.head = o.head
         spec.headDropout = o.headDropout
-        let net = try Architectures.build(spec)
+        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, isRoot {
             // Rank 0 loads; the broadcast below gives every rank the same weights.
