@@ -15,6 +15,8 @@ public final class Conv2d: Layer {
     let weightInit: ParameterSpec.Initializer?, biasInit: ParameterSpec.Initializer?
     public private(set) var geometry: ConvGeometry?
     private var impl: ConvolutionKernel?
+    /// The activation layouts read and written (negotiated by the network; planar by default).
+    public private(set) var layouts: (input: ActivationLayout, output: ActivationLayout) = (.planar, .planar)
     private var weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?
     private var dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?
 
@@ -60,7 +62,7 @@ public final class Conv2d: Layer {
     }
 
     public func prepare(maxBatch: Int) {
-        impl = backend.makeKernel(geometry!, maxBatch: maxBatch)
+        impl = backend.makeKernel(geometry!, maxBatch: maxBatch, input: layouts.input, output: layouts.output)
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
@@ -72,5 +74,13 @@ public final class Conv2d: Layer {
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         impl!.backwardWeights(x: x, dy: dy, dWeight: dWeight!, dBias: dBias, batch: batch)
         if let dx { impl!.backwardData(dy: dy, weight: weight!, dx: dx, batch: batch) }
+    }
+}
+
+extension Conv2d: LayoutNegotiating {
+    /// The backend decides (oneDNN: its blocked layout where 16 divides the channels).
+    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+        layouts = backend.layouts(geometry!, offered: offered)
+        return layouts
     }
 }

@@ -32,7 +32,23 @@ public struct ConvGeometry: Hashable, Sendable {
 /// a blocked-layout backend (oneDNN) plugs in here with its own activation layout.
 public protocol ConvolutionBackend: Sendable {
     var name: String { get }
+    /// A kernel reading and writing planar NCHW activations.
     func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel
+    /// The layouts a kernel for `geometry` would read and write, offered `offered` by the
+    /// previous layer (default: planar, whatever is offered).
+    func layouts(_ geometry: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout)
+    /// A kernel reading `input` and writing `output` (as `layouts` chose them).
+    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel
+}
+
+public extension ConvolutionBackend {
+    func layouts(_ geometry: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+        (.planar, .planar)
+    }
+    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel {
+        precondition(input == .planar && output == .planar, "\(name) convolutions are planar only")
+        return makeKernel(geometry, maxBatch: maxBatch)
+    }
 }
 
 /// One convolution shape's compiled work. All pointers are to whole batches.
@@ -56,14 +72,16 @@ public enum ConvolutionBackends {
     /// The faster backend on the machines measured (docs: README "Convolution backends").
     public static var fastest: ConvolutionBackend { onednn }
     /// `name` with `algorithm` (`--conv-algo`; only oneDNN has a choice).
-    public static func named(_ name: String, algorithm: String = "direct") throws -> ConvolutionBackend {
+    /// `layout`: the activation layout oneDNN networks keep between layers (blocked16 by default).
+    public static func named(_ name: String, algorithm: String = "direct",
+                             layout: ActivationLayout = .blocked16) throws -> ConvolutionBackend {
         guard let algorithm = ConvAlgorithm(rawValue: algorithm) else {
             throw ModelError.invalidOption("unknown convolution algorithm '\(algorithm)' (known: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard all.contains(where: { $0.name == name }) else {
             throw ModelError.invalidOption("unknown convolution backend '\(name)' (known: \(all.map(\.name).joined(separator: ", ")))")
         }
-        if name == onednn.name { return OneDNNBackend(algorithm: algorithm) }
+        if name == onednn.name { return OneDNNBackend(algorithm: algorithm, layout: layout) }
         guard algorithm == .direct || algorithm == .auto else {
             throw ModelError.invalidOption("--conv-algo \(algorithm.rawValue) needs --conv-backend onednn")
         }

@@ -19,33 +19,51 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
 /// blocked layouts, with scratchpads allocated up front. Dense, grouped and depthwise
 /// convolutions all go through the same primitives.
 ///
-/// The kernel's activations are in `layout` (planar NCHW here: reorders into and out of the
-/// blocked layout happen inside); weights are the `ParameterStore`'s OIHW, reordered per call.
+/// Activations: in a network with `layout` = blocked16 each convolution reads and writes
+/// nChw16c where 16 divides the channels (the first convolution reads the planar input), so the
+/// other layers work on it too and nothing is converted between layers; with `planar` (and for a
+/// kernel made without layouts) it reads and writes NCHW and reorders inside. Weights are the
+/// `ParameterStore`'s OIHW, reordered per call.
 public struct OneDNNBackend: ConvolutionBackend {
     public let name = "onednn"
     public var algorithm: ConvAlgorithm
-    public init(algorithm: ConvAlgorithm = .direct) { self.algorithm = algorithm }
-    public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel {
-        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch)
+    public var layout: ActivationLayout
+    public init(algorithm: ConvAlgorithm = .direct, layout: ActivationLayout = .blocked16) {
+        self.algorithm = algorithm; self.layout = layout
     }
+    public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel {
+        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: .planar, output: .planar)
+    }
+    public func layouts(_ g: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+        (ActivationLayout.blocked(if: layout == .blocked16, g.input), ActivationLayout.blocked(if: layout == .blocked16, g.output))
+    }
+    public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel {
+        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: input, output: output)
+    }
+}
+
+extension ActivationLayout {
+    var dnnlTag: dnnl_format_tag_t { self == .planar ? dnnl_nchw : dnnl_nChw16c }
 }
 
 final class OneDNNConvKernel: ConvolutionKernel {
     let g: ConvGeometry
     let algorithm: ConvAlgorithm
+    let input: ActivationLayout, output: ActivationLayout
     private let stream = DNNLStream()
     /// Primitives per batch size: the prepared maximum at once, a smaller (last) batch on first use.
     private var plans: [Int: OneDNNConvPlan] = [:]
 
-    init(_ g: ConvGeometry, algorithm: ConvAlgorithm, maxBatch: Int) {
+    init(_ g: ConvGeometry, algorithm: ConvAlgorithm, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) {
         self.g = g
         self.algorithm = algorithm
-        plans[maxBatch] = OneDNNConvPlan(g, batch: maxBatch, algorithm: algorithm)
+        self.input = input; self.output = output
+        plans[maxBatch] = OneDNNConvPlan(g, batch: maxBatch, algorithm: algorithm, srcTag: input.dnnlTag, dstTag: output.dnnlTag)
     }
 
     @inline(__always) private func plan(_ batch: Int) -> OneDNNConvPlan {
         if let p = plans[batch] { return p }
-        let p = OneDNNConvPlan(g, batch: batch, algorithm: algorithm)
+        let p = OneDNNConvPlan(g, batch: batch, algorithm: algorithm, srcTag: input.dnnlTag, dstTag: output.dnnlTag)
         plans[batch] = p
         return p
     }
@@ -108,14 +126,13 @@ final class OneDNNConvPlan {
     /// One buffer behind the three primitives' scratchpads (they never run at the same time).
     private let scratch: UnsafeMutableRawPointer
 
-    init(_ g: ConvGeometry, batch: Int, algorithm: ConvAlgorithm,
-         activationTag: dnnl_format_tag_t = dnnl_nchw) {
+    init(_ g: ConvGeometry, batch: Int, algorithm: ConvAlgorithm, srcTag: dnnl_format_tag_t, dstTag: dnnl_format_tag_t) {
         let grouped = g.groups > 1
         let srcDims = [batch, g.input.channels, g.input.height, g.input.width]
         let dstDims = [batch, g.outChannels, g.outHeight, g.outWidth]
         let wDims = grouped ? [g.groups, g.groupOutChannels, g.groupInChannels, g.kernel, g.kernel]
                             : [g.outChannels, g.input.channels, g.kernel, g.kernel]
-        let userSrc = OneDNN.desc(srcDims, activationTag), userDst = OneDNN.desc(dstDims, activationTag)
+        let userSrc = OneDNN.desc(srcDims, srcTag), userDst = OneDNN.desc(dstDims, dstTag)
         let userW = OneDNN.desc(wDims, grouped ? dnnl_goihw : dnnl_oihw)
         var anySrc = OneDNN.desc(srcDims, dnnl_format_tag_any), anyDst = OneDNN.desc(dstDims, dnnl_format_tag_any)
         var anyW = OneDNN.desc(wDims, dnnl_format_tag_any)
