@@ -23,9 +23,13 @@ public enum ActivationLayout: String, Sendable, Equatable {
 /// layout it reads (usually the offered one) and the one it writes. Where a layer reads a
 /// different layout than offered, the network converts (x forward, dx backward). Layers that do
 /// not conform read and write `planar`. Gradients travel in the layout of their activation.
+///
+/// Composite layers (Sequential, ResidualBlock) negotiate their sub-layers the same way and
+/// need them to agree without conversions; when they cannot, they ask again with
+/// `allowBlocked` false, which every layer answers with planar in and out.
 public protocol LayoutNegotiating: Layer {
-    /// Called once after `configure`, before `prepare`.
-    func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout)
+    /// Called once after `configure`, before `prepare` (again if the first answer did not fit).
+    func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout)
 }
 
 /// Conversions between the layouts of a [batch, shape] activation.
@@ -54,11 +58,11 @@ enum LayoutConversion {
 // MARK: Layers that are indifferent to the layout (elementwise)
 
 extension ReLU: LayoutNegotiating {
-    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
 }
 extension ReLU6: LayoutNegotiating {
-    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
 }
 extension SiLU: LayoutNegotiating {
-    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
 }

@@ -116,7 +116,7 @@ public final class BatchNorm2d: Layer {
 
 /// The same arithmetic on the blocked layout: 16 channels per vector, [C/16][H][W][16] per sample.
 extension BatchNorm2d: LayoutNegotiating {
-    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
         layout = offered
         return (offered, offered)
     }

@@ -79,8 +79,8 @@ public final class Conv2d: Layer {
 
 extension Conv2d: LayoutNegotiating {
     /// The backend decides (oneDNN: its blocked layout where 16 divides the channels).
-    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
-        layouts = backend.layouts(geometry!, offered: offered)
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
+        layouts = allowBlocked ? backend.layouts(geometry!, offered: offered) : (.planar, .planar)
         return layouts
     }
 }

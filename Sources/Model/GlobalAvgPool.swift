@@ -41,7 +41,7 @@ public final class GlobalAvgPool: Layer {
 }
 
 extension GlobalAvgPool: LayoutNegotiating {
-    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
         layout = offered
         return (offered, .planar)
     }

@@ -99,7 +99,7 @@ public final class MaxPool2d: Layer {
 /// Max pooling on the blocked layout: 16 channels per vector, argmax kept per channel as the
 /// index within its plane (as in the planar layout).
 extension MaxPool2d: LayoutNegotiating {
-    public func negotiate(offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
         layout = offered
         return (offered, offered)
     }

@@ -59,7 +59,7 @@ public final class Network {
         var offered = ActivationLayout.planar, layouts: [(input: ActivationLayout, output: ActivationLayout)] = []
         var conversions: [Int] = []
         for (i, l) in layers.enumerated() {
-            let chosen = (l.layer as? LayoutNegotiating)?.negotiate(offered: offered) ?? (.planar, .planar)
+            let chosen = (l.layer as? LayoutNegotiating)?.negotiate(offered: offered, allowBlocked: true) ?? (.planar, .planar)
             if chosen.input != offered && (i == 0 ? inputShape : shapes[i - 1]).plane > 1 { conversions.append(i) }
             layouts.append(chosen)
             offered = chosen.output

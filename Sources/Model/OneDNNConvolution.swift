@@ -35,7 +35,10 @@ public struct OneDNNBackend: ConvolutionBackend {
         OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: .planar, output: .planar)
     }
     public func layouts(_ g: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
-        (ActivationLayout.blocked(if: layout == .blocked16, g.input), ActivationLayout.blocked(if: layout == .blocked16, g.output))
+        // Reads what it is offered when it can (the first convolution reads the planar input:
+        // oneDNN has kernels for that), so a chain of layers never needs a conversion.
+        (ActivationLayout.blocked(if: layout == .blocked16 && offered == .blocked16, g.input),
+         ActivationLayout.blocked(if: layout == .blocked16, g.output))
     }
     public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel {
         OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: input, output: output)

@@ -23,10 +23,10 @@ import Support
         let layer = make()
         let out = try layer.configure(input: input)
         if layout == .blocked16 {
-            let chosen = (layer as! LayoutNegotiating).negotiate(offered: .blocked16)
+            let chosen = (layer as! LayoutNegotiating).negotiate(offered: .blocked16, allowBlocked: true)
             #expect(chosen.input == .blocked16)
         }
-        let outLayout = layout == .blocked16 ? (layer as! LayoutNegotiating).negotiate(offered: layout).output : .planar
+        let outLayout = layout == .blocked16 ? (layer as! LayoutNegotiating).negotiate(offered: layout, allowBlocked: true).output : .planar
         let store = ParameterStore(parameterSpecs: layer.parameterSpecs, stateSpecs: layer.stateSpecs)
         layer.bind(ParameterBinding(parameters: store.slots.map { store.parameters + $0.range.lowerBound },
                                     gradients: store.slots.map { store.gradients + $0.range.lowerBound },
@@ -106,10 +106,26 @@ import Support
         #expect(portable.layouts.allSatisfy { $0 == (.planar, .planar) })
     }
 
-    /// resnet18: blocked stem, converted to planar before the residual stages (composites are planar).
-    @Test func resnet18ConvertsBeforeItsCompositeStages() throws {
+    /// resnet18: blocked from the stem's output to the global pool, residual blocks included.
+    @Test func resnet18RunsBlockedEndToEnd() throws {
         let net = try Architectures.build(ModelSpec(architecture: "resnet18", channels: 3, imageSize: 32, classes: 10),
                                           backend: OneDNNBackend())
-        #expect(net.conversions == [4])
+        #expect(net.conversions.isEmpty)
+        #expect(net.layouts.dropFirst().dropLast(2).allSatisfy { $0 == (.blocked16, .blocked16) })
+    }
+
+    /// A block whose sub-layers cannot agree (a planar-only layer inside) falls back to planar
+    /// as a whole, and the network converts once in front of it.
+    @Test func compositeFallsBackToPlanar() throws {
+        let block = Sequential([NamedLayer("0", Conv2d(outChannels: 16, kernel: 3, padding: 1, backend: OneDNNBackend())),
+                                NamedLayer("1", Dropout(p: 0.1)),
+                                NamedLayer("2", Conv2d(outChannels: 16, kernel: 1, backend: OneDNNBackend()))])
+        _ = try block.configure(input: FeatureShape(channels: 16, height: 4, width: 4))
+        #expect(block.negotiate(offered: .blocked16, allowBlocked: true) == (.planar, .planar))
+        let chained = Sequential([NamedLayer("0", Conv2d(outChannels: 16, kernel: 3, padding: 1, backend: OneDNNBackend())),
+                                  NamedLayer("1", BatchNorm2d()), NamedLayer("2", ReLU())])
+        _ = try chained.configure(input: FeatureShape(channels: 16, height: 4, width: 4))
+        #expect(chained.negotiate(offered: .blocked16, allowBlocked: true) == (.blocked16, .blocked16))
+        #expect(chained.negotiate(offered: .planar, allowBlocked: true) == (.planar, .blocked16))
     }
 }

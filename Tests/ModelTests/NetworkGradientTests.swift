@@ -47,6 +47,8 @@ import Support
         #expect(rel < 2e-2, "relative error \(rel)")
     }
 
+    /// On oneDNN, refcnn runs on the blocked layout from the first convolution's output to the
+    /// global pool (convolutions, BatchNorm, ReLU, max-pool, pool all on nChw16c).
     @Test(arguments: [true, false], ["openblas", "onednn"])
     func refcnnEndToEnd(batchNorm: Bool, backend: String) throws {
         let spec = ModelSpec(architecture: "refcnn", channels: 2, imageSize: 12, classes: 3, batchNorm: batchNorm)
