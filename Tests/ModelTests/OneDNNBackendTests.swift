@@ -108,6 +108,14 @@ import Support
         #expect(!k.winograd.forward && !k.winograd.backwardData && !k.winograd.backwardWeights)
     }
 
+    @Test func backendAndAlgorithmNamesAreChecked() throws {
+        #expect(try ConvolutionBackends.named("onednn", algorithm: "winograd").name == "onednn")
+        #expect(try ConvolutionBackends.named("openblas").name == "openblas")
+        #expect(throws: ModelError.self) { try ConvolutionBackends.named("cudnn") }
+        #expect(throws: ModelError.self) { try ConvolutionBackends.named("onednn", algorithm: "fft") }
+        #expect(throws: ModelError.self) { try ConvolutionBackends.named("openblas", algorithm: "winograd") }
+    }
+
     // MARK: Finite differences through the oneDNN kernels
 
     func expectClose(_ reports: [GradientCheck.Report], tolerance: Double = 1e-2) {
