@@ -69,8 +69,6 @@ public enum ConvolutionBackends {
     public static let portable: ConvolutionBackend = Im2colGEMMBackend()
     public static let onednn: ConvolutionBackend = OneDNNBackend()
     public static var all: [ConvolutionBackend] { [onednn, portable] }
-    /// The faster backend on the machines measured (docs: README "Convolution backends").
-    public static var fastest: ConvolutionBackend { onednn }
     /// `name` with `algorithm` (`--conv-algo`; only oneDNN has a choice).
     /// `layout`: the activation layout oneDNN networks keep between layers (blocked16 by default).
     public static func named(_ name: String, algorithm: String = "direct",
