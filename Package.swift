@@ -36,6 +36,8 @@ let package = Package(
                        providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        /// oneDNN 2.6 (no pkg-config file in Debian; links libdnnl and its OpenMP runtime).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
         // MARK: Core libraries
         /// Small shared pieces: seeded RNG, atomic file writes, JSON lines, errors.
@@ -43,7 +45,7 @@ let package = Package(
         /// Every MPI call lives here.
         .target(name: "Dist", dependencies: ["CMPI"], swiftSettings: cpuFlags),
         /// Tensors, layers, losses, optimizers, checkpoints.
-        .target(name: "Model", dependencies: ["COpenBLAS", "Support"], swiftSettings: cpuFlags),
+        .target(name: "Model", dependencies: ["COpenBLAS", "CDNNL", "Support"], swiftSettings: cpuFlags),
         /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.
         .target(name: "Shards", dependencies: ["CPNG", "CZlib", "CCurl", "CTurboJPEG", "Support",
                                                .product(name: "Crypto", package: "swift-crypto")],

@@ -69,8 +69,10 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Virtual shards of the data order (default: the largest multiple of the rank count ≤ min(batch, 64)); the world size must divide it. A resumed run keeps its own.") var virtualShards: Int?
     @Option(help: "Also write last.ckpt every N optimizer steps (0: at the end of each epoch only).") var checkpointEvery = 0
     @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
-    @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
+    @Option(help: "Convolution backend: onednn (blocked-layout oneDNN kernels, the faster) or openblas (im2col + sgemm, portable).") var convBackend = "onednn"
+    @Option(help: "oneDNN convolution algorithm: direct, winograd (3×3 stride 1 only; ~1e-6 relative difference) or auto.") var convAlgo = "direct"
     @Option(help: "Most batches prepared ahead: auto (up to 16) or a number; the depth adapts below it from the measured step and load times, within 256 MB.") var prefetch = "auto"
     @Option(help: "Per-rank memory cache of decoded images, e.g. 512MB, 2GB (0 disables it).") var cacheMem = "1GB"
     @Option(help: "Per-rank disk cache of fetched remote images, e.g. 50GB (0 disables it).") var cacheDisk = "0"
@@ -132,6 +134,8 @@ struct TrainingOptionGroup: ParsableArguments {
         o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
         o.threads = threads ?? defaultThreads()
         o.loaderThreads = loaderThreads
+        o.convBackend = convBackend
+        o.convAlgorithm = convAlgo
         if prefetch != "auto" {
             guard let n = Int(prefetch), n >= 1 else { throw ValidationError("--prefetch must be auto or a positive number, got \"\(prefetch)\"") }
             o.prefetch = n

@@ -153,7 +153,7 @@ public final class Trainer {
             }
             spec.fusion = encoding
         }
-        let net = try Architectures.build(spec)
+                let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, comm.rank == 0 {
             // Rank 0 loads; the broadcast in `setUp` gives every rank the same weights.
