@@ -139,10 +139,11 @@ extension BatchNorm2d: LayoutNegotiating {
 
     private func forwardBlocked(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode) {
         let B = ActivationLayout.block, HW = shape.plane, stride = shape.count, m = batch * HW
+        let train = mode == .train && !frozen
         for cb in 0..<(shape.channels / B) {
             let c0 = cb * B, block = cb * HW * B
             var mean = V(), invStd = V()
-            if mode == .train && m > 0 {
+            if train && m > 0 {
                 var sum = SIMD16<Double>()
                 for n in 0..<batch {
                     let p = x + n * stride + block
@@ -190,6 +191,16 @@ extension BatchNorm2d: LayoutNegotiating {
         for cb in 0..<(shape.channels / B) {
             let c0 = cb * B, block = cb * HW * B
             let mean = Vec.load(savedMean + c0), invStd = Vec.load(savedInvStd + c0)
+            if frozen {
+                // Eval-mode normalisation is affine per channel: dx = γ·invStd·dy, nothing else.
+                guard let dx else { continue }
+                let s = Vec.load(self.gamma + c0) * invStd
+                for n in 0..<batch {
+                    let o = n * stride + block
+                    for i in 0..<HW { Vec.store(Vec.load(dy + o + i * B) * s, dx + o + i * B) }
+                }
+                continue
+            }
             var sumDy = SIMD16<Double>(), sumDyXc = SIMD16<Double>()
             for n in 0..<batch {
                 let o = n * stride + block
