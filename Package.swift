@@ -20,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found with pkg-config)
@@ -35,6 +36,8 @@ let package = Package(
                        providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        /// oneDNN 2.6 (no pkg-config file in Debian; links libdnnl and its OpenMP runtime).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
         // MARK: Core libraries
         /// Small shared pieces: seeded RNG, atomic file writes, JSON lines, errors.
@@ -42,7 +45,7 @@ let package = Package(
         /// Every MPI call lives here.
         .target(name: "Dist", dependencies: ["CMPI"], swiftSettings: cpuFlags),
         /// Tensors, layers, losses, optimizers, checkpoints.
-        .target(name: "Model", dependencies: ["COpenBLAS", "Support"], swiftSettings: cpuFlags),
+        .target(name: "Model", dependencies: ["COpenBLAS", "CDNNL", "Support"], swiftSettings: cpuFlags),
         /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.
         .target(name: "Shards", dependencies: ["CPNG", "CZlib", "CCurl", "CTurboJPEG", "Support",
                                                .product(name: "Crypto", package: "swift-crypto")],
@@ -55,6 +58,7 @@ let package = Package(
         .executableTarget(name: "Launcher", dependencies: [
             "Training", "Dist", "Model", "Shards", "Support",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
         ], swiftSettings: cpuFlags),
 
         // MARK: Tests

@@ -20,7 +20,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Steps per timed window (0: about 3 s).") var steps = 0
     @Option(help: "Timed windows.") var windows = 7
     @Option(help: "Warm-up steps.") var warmup = 5
-    @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "Convolution backend: onednn or openblas.") var convBackend = "onednn"
+    @Option(help: "oneDNN convolution algorithm: direct, winograd or auto.") var convAlgo = "direct"
     @Option(help: "Also append the JSON line to this file.") var json: String?
 
     func run() throws {
@@ -29,6 +31,7 @@ struct BenchCommand: ParsableCommand {
             o.model = model; o.imageSize = imageSize; o.channels = channels; o.classes = classes
             o.batchSize = batchSize; o.steps = steps; o.windows = windows; o.warmup = warmup
             o.threads = threads ?? defaultThreads()
+            o.convBackend = convBackend; o.convAlgorithm = convAlgo
             let result = try Benchmark.run(o, comm: comm)
             if comm.rank == 0 {
                 let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])

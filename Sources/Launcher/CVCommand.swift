@@ -20,8 +20,11 @@ struct CVCommand: ParsableCommand {
     @Option(help: "Ranks that train one fold together (default: ranks / folds, at least 1).") var ranksPerFold: Int?
 
     func run() throws {
+        let options = try training.options(valManifest: nil)   // before MPI: errors map to --config keys
+        let config = try RunConfig.resolvedYAML(of: self, valid: RunConfig.options(of: Self.self))
         try MPISession.run { world in
-            var o = CVOptions(training: try training.options(valManifest: nil))
+            if world.rank == 0 { try RunConfig.save(config, runDirectory: options.outDir) }
+            var o = CVOptions(training: options)
             o.folds = folds
             o.ranksPerFold = ranksPerFold
             try CrossValidation(options: o, world: world).run()

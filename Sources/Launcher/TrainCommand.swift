@@ -18,8 +18,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Validation manifest.") var val: String?
 
     func run() throws {
+        let options = try training.options(valManifest: val)   // before MPI: errors map to --config keys
+        let config = try RunConfig.resolvedYAML(of: self, valid: RunConfig.options(of: Self.self))
         try MPISession.run { comm in
-            _ = try Trainer(options: try training.options(valManifest: val), communicator: comm).run()
+            if comm.rank == 0 { try RunConfig.save(config, runDirectory: options.outDir) }
+            _ = try Trainer(options: options, communicator: comm).run()
         }
     }
 }
@@ -31,6 +34,8 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Fixed class list (a classes.json) instead of the training labels' own.") var classes: String?
     @Option(help: "Manifest field holding the image reference (path, file:// or http(s):// URL).") var imageField = "image"
     @Option(help: "Manifest field holding the label.") var labelField = "label"
+    @Option(help: "Map tiles as images: a URL template with {z}, {x}, {y} (e.g. 'http://HOST/{z}/{x}/{y}.png'); each record's tile comes from its lat/lon (the image field is then not read).") var tileUrl: String?
+    @Option(help: "Zoom level of --tile-url tiles (0-30).") var tileZoom = 18
     @Option(help: "Manifest field whose records must stay together (cv folds).") var groupField: String?
     @Option(help: "Architecture (see `distrainer models`): \(Architectures.names.joined(separator: ", ")).") var model = "refcnn"
     @Option(help: "Hidden widths of an MLP classifier head, e.g. 512,128 (BatchNorm1d + ReLU + dropout each).") var head: String?
@@ -48,6 +53,9 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Normalisation mean per channel (x/255 − mean) / std; one value or one per channel.") var mean = "0.5"
     @Option(help: "Normalisation std per channel.") var std = "0.5"
     @Option(help: "Epochs.") var epochs = 10
+    @Option(help: "Use at most N records of each manifest, spread evenly over it (quick runs).") var maxSamples: Int?
+    @Option(help: "Run configuration: a YAML file of option names and values (command-line options override it; see README).") var config: String?
+    @Option(help: "Preset applied before --config and the command line: fast-dev (2 epochs, 512 samples) or default.") var preset: String?
     @Option(help: "Stop after this many optimizer steps (the schedule still spans --epochs).") var maxSteps: Int?
     @Option(help: "GLOBAL batch size (split across ranks).") var batchSize = 128
     @Option(help: "Global batch size for validation.") var evalBatchSize = 256
@@ -56,9 +64,11 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Virtual shards of the data order (default: the largest multiple of the rank count ≤ min(batch, 64)); the world size must divide it. A resumed run keeps its own.") var virtualShards: Int?
     @Option(help: "Also write last.ckpt every N optimizer steps (0: at the end of each epoch only).") var checkpointEvery = 0
     @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
-    @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
-    @Option(help: "Batches prepared ahead.") var prefetch = 3
+    @Option(help: "Convolution backend: onednn (blocked-layout oneDNN kernels, the faster) or openblas (im2col + sgemm, portable).") var convBackend = "onednn"
+    @Option(help: "oneDNN convolution algorithm: direct, winograd (3×3 stride 1 only; ~1e-6 relative difference) or auto.") var convAlgo = "direct"
+    @Option(help: "Most batches prepared ahead: auto (up to 16) or a number; the depth adapts below it from the measured step and load times, within 256 MB.") var prefetch = "auto"
     @Option(help: "Per-rank memory cache of decoded images, e.g. 512MB, 2GB (0 disables it).") var cacheMem = "1GB"
     @Option(help: "Per-rank disk cache of fetched remote images, e.g. 50GB (0 disables it).") var cacheDisk = "0"
     @Option(help: "Disk cache folder on each host (each rank uses rank-R inside; default under the temp dir, never the run dir).") var cacheDir: String?
@@ -71,6 +81,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Flag(help: "Resume from RUN_DIR/last.ckpt at the exact step it was written (any world size dividing its virtual shards); cv skips complete folds.") var resume = false
     @Flag(help: "No progress line.") var quiet = false
     @OptionGroup(title: "Run control") var runControl: RunControlOptionGroup
+    @OptionGroup(title: "Augmentation (training data only)") var augmentation: AugmentationOptionGroup
 
     func options(valManifest: String?) throws -> TrainOptions {
         var o = TrainOptions(trainManifest: train, valManifest: valManifest, outDir: out)
@@ -78,6 +89,9 @@ struct TrainingOptionGroup: ParsableArguments {
         o.imageField = imageField
         o.labelField = labelField
         o.groupField = groupField
+        do { o.tiles = try tileUrl.map { try MapTiles(template: $0, zoom: tileZoom) } } catch {
+            throw ValidationError("--tile-url: \(error)")
+        }
         o.model = model
         o.head = try head.map { try parseList($0, name: "head") }
         o.headDropout = headDropout
@@ -96,6 +110,8 @@ struct TrainingOptionGroup: ParsableArguments {
         o.std = try parseList(std, name: "std")
         o.epochs = epochs
         o.maxSteps = maxSteps
+        if let maxSamples, maxSamples < 1 { throw ValidationError("--max-samples must be at least 1, got \(maxSamples)") }
+        o.maxSamples = maxSamples
         o.batchSize = batchSize
         o.evalBatchSize = evalBatchSize
         try recipe.apply(to: &o)
@@ -105,7 +121,12 @@ struct TrainingOptionGroup: ParsableArguments {
         o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
         o.threads = threads ?? defaultThreads()
         o.loaderThreads = loaderThreads
-        o.prefetch = prefetch
+        o.convBackend = convBackend
+        o.convAlgorithm = convAlgo
+        if prefetch != "auto" {
+            guard let n = Int(prefetch), n >= 1 else { throw ValidationError("--prefetch must be auto or a positive number, got \"\(prefetch)\"") }
+            o.prefetch = n
+        }
         o.cacheMemoryBytes = try parseBytes(cacheMem, name: "cache-mem")
         o.cacheDiskBytes = try parseBytes(cacheDisk, name: "cache-disk")
         o.cacheDir = cacheDir
@@ -128,6 +149,7 @@ struct TrainingOptionGroup: ParsableArguments {
         o.resume = resume
         o.progress = !quiet
         runControl.apply(to: &o)
+        try augmentation.apply(to: &o)
         return o
     }
 }

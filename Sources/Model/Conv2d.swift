@@ -17,6 +17,8 @@ public final class Conv2d: FreezableLayer {
     /// Set by `Network.applyFineTuning`: no weight or bias gradients are computed.
     public internal(set) var frozen = false
     private var impl: ConvolutionKernel?
+    /// The activation layouts read and written (negotiated by the network; planar by default).
+    public private(set) var layouts: (input: ActivationLayout, output: ActivationLayout) = (.planar, .planar)
     private var weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?
     private var dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?
 
@@ -62,7 +64,7 @@ public final class Conv2d: FreezableLayer {
     }
 
     public func prepare(maxBatch: Int) {
-        impl = backend.makeKernel(geometry!, maxBatch: maxBatch)
+        impl = backend.makeKernel(geometry!, maxBatch: maxBatch, input: layouts.input, output: layouts.output)
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
@@ -74,5 +76,13 @@ public final class Conv2d: FreezableLayer {
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         if !frozen { impl!.backwardWeights(x: x, dy: dy, dWeight: dWeight!, dBias: dBias, batch: batch) }
         if let dx { impl!.backwardData(dy: dy, weight: weight!, dx: dx, batch: batch) }
+    }
+}
+
+extension Conv2d: LayoutNegotiating {
+    /// The backend decides (oneDNN: its blocked layout where 16 divides the channels).
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
+        layouts = allowBlocked ? backend.layouts(geometry!, offered: offered) : (.planar, .planar)
+        return layouts
     }
 }

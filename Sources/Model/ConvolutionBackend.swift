@@ -32,7 +32,23 @@ public struct ConvGeometry: Hashable, Sendable {
 /// a blocked-layout backend (oneDNN) plugs in here with its own activation layout.
 public protocol ConvolutionBackend: Sendable {
     var name: String { get }
+    /// A kernel reading and writing planar NCHW activations.
     func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel
+    /// The layouts a kernel for `geometry` would read and write, offered `offered` by the
+    /// previous layer (default: planar, whatever is offered).
+    func layouts(_ geometry: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout)
+    /// A kernel reading `input` and writing `output` (as `layouts` chose them).
+    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel
+}
+
+public extension ConvolutionBackend {
+    func layouts(_ geometry: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+        (.planar, .planar)
+    }
+    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel {
+        precondition(input == .planar && output == .planar, "\(name) convolutions are planar only")
+        return makeKernel(geometry, maxBatch: maxBatch)
+    }
 }
 
 /// One convolution shape's compiled work. All pointers are to whole batches.
@@ -51,11 +67,22 @@ public protocol ConvolutionKernel: AnyObject {
 /// The backends this build has, by name (`--conv-backend`).
 public enum ConvolutionBackends {
     public static let portable: ConvolutionBackend = Im2colGEMMBackend()
-    public static var all: [ConvolutionBackend] { [portable] }
-    public static func named(_ name: String) throws -> ConvolutionBackend {
-        guard let b = all.first(where: { $0.name == name }) else {
+    public static let onednn: ConvolutionBackend = OneDNNBackend()
+    public static var all: [ConvolutionBackend] { [onednn, portable] }
+    /// `name` with `algorithm` (`--conv-algo`; only oneDNN has a choice).
+    /// `layout`: the activation layout oneDNN networks keep between layers (blocked16 by default).
+    public static func named(_ name: String, algorithm: String = "direct",
+                             layout: ActivationLayout = .blocked16) throws -> ConvolutionBackend {
+        guard let algorithm = ConvAlgorithm(rawValue: algorithm) else {
+            throw ModelError.invalidOption("unknown convolution algorithm '\(algorithm)' (known: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard all.contains(where: { $0.name == name }) else {
             throw ModelError.invalidOption("unknown convolution backend '\(name)' (known: \(all.map(\.name).joined(separator: ", ")))")
         }
-        return b
+        if name == onednn.name { return OneDNNBackend(algorithm: algorithm, layout: layout) }
+        guard algorithm == .direct || algorithm == .auto else {
+            throw ModelError.invalidOption("--conv-algo \(algorithm.rawValue) needs --conv-backend onednn")
+        }
+        return portable
     }
 }

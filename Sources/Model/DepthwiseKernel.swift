@@ -14,7 +14,9 @@ final class DepthwiseKernel: ConvolutionKernel {
     /// The output columns ow whose input column ow·S − P + kj lies inside [0, W).
     @inline(__always) private func columns(_ kj: Int) -> Range<Int> {
         let S = g.stride, P = g.padding
-        let start = max(0, (P - kj + S - 1) / S), end = min(g.outWidth, (g.input.width - 1 + P - kj) / S + 1)
+        // (/ truncates toward zero: a tap right of a narrow plane's edge has no columns.)
+        let reach = g.input.width - 1 + P - kj
+        let start = max(0, (P - kj + S - 1) / S), end = reach < 0 ? 0 : min(g.outWidth, reach / S + 1)
         return start..<max(start, end)
     }
 

@@ -115,7 +115,9 @@ final class Im2colGEMMKernel: ConvolutionKernel {
                 for kj in 0..<K {
                     // Output columns whose input column iw = ow*S - P + kj lies inside [0, W).
                     let owStart = max(0, (P - kj + S - 1) / S)
-                    let owEnd = min(OW, (W - 1 + P - kj) / S + 1)
+                    // (Swift's / truncates toward zero: a tap right of a narrow plane's edge,
+                    // W − 1 + P − kj < 0, has no columns.)
+                    let owEnd = W - 1 + P - kj < 0 ? 0 : min(OW, (W - 1 + P - kj) / S + 1)
                     for oh in 0..<OH {
                         let dst = row + oh * OW
                         let ih = oh * S - P + ki
@@ -149,7 +151,9 @@ final class Im2colGEMMKernel: ConvolutionKernel {
             for ki in 0..<K {
                 for kj in 0..<K {
                     let owStart = max(0, (P - kj + S - 1) / S)
-                    let owEnd = min(OW, (W - 1 + P - kj) / S + 1)
+                    // (Swift's / truncates toward zero: a tap right of a narrow plane's edge,
+                    // W − 1 + P − kj < 0, has no columns.)
+                    let owEnd = W - 1 + P - kj < 0 ? 0 : min(OW, (W - 1 + P - kj) / S + 1)
                     if owEnd > owStart {
                         for oh in 0..<OH {
                             let ih = oh * S - P + ki

@@ -9,6 +9,8 @@ public final class MaxPool2d: Layer {
     private var input = FeatureShape(features: 0), output = FeatureShape(features: 0)
     /// [batch, C, OH, OW] index of the max within its input plane.
     private var argmax: UnsafeMutablePointer<Int32>?
+    /// The activation layout (negotiated by the network; planar by default).
+    private var layout = ActivationLayout.planar
 
     public init(kernel: Int = 2, stride: Int? = nil, padding: Int = 0) {
         self.kernel = kernel; self.stride = stride ?? kernel; self.padding = padding
@@ -41,6 +43,7 @@ public final class MaxPool2d: Layer {
         let H = input.height, W = input.width, OH = output.height, OW = output.width, K = kernel, S = stride
         let P = padding
         let arg = argmax!
+        if layout == .blocked16 { return forwardBlocked(x, y, batch: batch) }
         for p in 0..<(batch * input.channels) {
             let xp = x + p * H * W, yp = y + p * OH * OW, ap = arg + p * OH * OW
             if K == 2 && S == 2 && P == 0 {
@@ -78,9 +81,51 @@ public final class MaxPool2d: Layer {
         let inPlane = input.plane, outPlane = output.plane
         dx.update(repeating: 0, count: batch * input.count)
         let arg = argmax!
+        if layout == .blocked16 {
+            let B = ActivationLayout.block
+            for p in 0..<(batch * input.channels / B) {
+                let dxp = dx + p * inPlane * B, dyp = dy + p * outPlane * B, ap = arg + p * outPlane * B
+                for o in 0..<(outPlane * B) { dxp[Int(ap[o]) * B + o % B] += dyp[o] }
+            }
+            return
+        }
         for p in 0..<(batch * input.channels) {
             let dxp = dx + p * inPlane, dyp = dy + p * outPlane, ap = arg + p * outPlane
             for o in 0..<outPlane { dxp[Int(ap[o])] += dyp[o] }
+        }
+    }
+}
+
+/// Max pooling on the blocked layout: 16 channels per vector, argmax kept per channel as the
+/// index within its plane (as in the planar layout).
+extension MaxPool2d: LayoutNegotiating {
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
+        layout = offered
+        return (offered, offered)
+    }
+
+    private func forwardBlocked(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
+        let B = ActivationLayout.block, H = input.height, W = input.width, OH = output.height, OW = output.width
+        let K = kernel, S = stride, P = padding, arg = argmax!
+        for p in 0..<(batch * input.channels / B) {
+            let xp = x + p * H * W * B, yp = y + p * OH * OW * B, ap = arg + p * OH * OW * B
+            for oh in 0..<OH {
+                let h0 = max(oh * S - P, 0), h1 = min(oh * S - P + K, H)
+                for ow in 0..<OW {
+                    let w0 = max(ow * S - P, 0), w1 = min(ow * S - P + K, W)
+                    var best = SIMD16<Float>(repeating: -.infinity), at = SIMD16<Int32>(repeating: Int32(h0 * W + w0))
+                    for ih in h0..<h1 {
+                        for iw in w0..<w1 {
+                            let v = Vec.load(xp + (ih * W + iw) * B), wins = v .> best
+                            best.replace(with: v, where: wins)
+                            at.replace(with: SIMD16<Int32>(repeating: Int32(ih * W + iw)), where: wins)
+                        }
+                    }
+                    let o = (oh * OW + ow) * B
+                    Vec.store(best, yp + o)
+                    UnsafeMutableRawPointer(ap + o).storeBytes(of: at, as: SIMD16<Int32>.self)
+                }
+            }
         }
     }
 }

@@ -32,6 +32,14 @@ public final class Network {
     /// Top-level layers below this index have only frozen tensors (or none): `backward` stops
     /// there (set by `applyFineTuning`; `layers.count` when nothing is trainable).
     var firstTrainableLayer = 0
+    /// The layout each layer reads and writes (see `LayoutNegotiating`).
+    public let layouts: [(input: ActivationLayout, output: ActivationLayout)]
+    /// Layers before which the activation is converted (its producer writes another layout),
+    /// and `layers.count` when the last output is converted to planar logits.
+    public let conversions: [Int]
+    /// Per conversion point: the converted activation; plus one buffer for converting gradients back.
+    private var converted: [Int: UnsafeMutablePointer<Float>] = [:]
+    private var gradScratch: UnsafeMutablePointer<Float>?
 
     public init(spec: ModelSpec, layers: [NamedLayer]) throws {
         self.spec = spec
@@ -50,6 +58,18 @@ public final class Network {
         }
         self.shapes = shapes
         specsPerLayer = perLayer
+        // Each layer is offered its producer's layout; the network converts where they differ.
+        var offered = ActivationLayout.planar, layouts: [(input: ActivationLayout, output: ActivationLayout)] = []
+        var conversions: [Int] = []
+        for (i, l) in layers.enumerated() {
+            let chosen = (l.layer as? LayoutNegotiating)?.negotiate(offered: offered, allowBlocked: true) ?? (.planar, .planar)
+            if chosen.input != offered && (i == 0 ? inputShape : shapes[i - 1]).plane > 1 { conversions.append(i) }
+            layouts.append(chosen)
+            offered = chosen.output
+        }
+        if offered != .planar && (shapes.last ?? inputShape).plane > 1 { conversions.append(layers.count) }
+        self.layouts = layouts
+        self.conversions = conversions
         store = ParameterStore(parameterSpecs: pSpecs, stateSpecs: sSpecs)
         var pi = 0, si = 0
         for l in layers {
@@ -118,12 +138,28 @@ public final class Network {
         }
         gradA = .allocate(capacity: max(1, maxBatch * largest)); gradA!.initialize(repeating: 0, count: max(1, maxBatch * largest))
         gradB = .allocate(capacity: max(1, maxBatch * largest)); gradB!.initialize(repeating: 0, count: max(1, maxBatch * largest))
+        for i in conversions {
+            let shape = i == 0 ? inputShape : shapes[i - 1]
+            converted[i] = .allocate(capacity: max(1, maxBatch * shape.count))
+            converted[i]!.initialize(repeating: 0, count: max(1, maxBatch * shape.count))
+        }
+        if !conversions.isEmpty {
+            gradScratch = .allocate(capacity: max(1, maxBatch * largest)); gradScratch!.initialize(repeating: 0, count: max(1, maxBatch * largest))
+        }
         for l in layers { l.layer.prepare(maxBatch: maxBatch) }
     }
+
+    /// The layout of the activation entering layer `i` (`layers.count`: the network's output) as its producer wrote it.
+    private func producedLayout(_ i: Int) -> ActivationLayout { i == 0 ? .planar : layouts[i - 1].output }
+    private func wantedLayout(_ i: Int) -> ActivationLayout { i == layers.count ? .planar : layouts[i].input }
+    private func inputShape(_ i: Int) -> FeatureShape { i == 0 ? inputShape : shapes[i - 1] }
 
     private func freeActivations() {
         outputs.forEach { $0.deallocate() }
         outputs = []
+        converted.values.forEach { $0.deallocate() }
+        converted = [:]
+        gradScratch?.deallocate(); gradScratch = nil
         gradA?.deallocate(); gradB?.deallocate()
         gradA = nil; gradB = nil
     }
@@ -135,8 +171,16 @@ public final class Network {
         precondition(batch <= maxBatch, "batch \(batch) exceeds the prepared maximum \(maxBatch)")
         var x = input
         for (i, l) in layers.enumerated() {
+            if let c = converted[i] {
+                LayoutConversion.convert(x, from: producedLayout(i), to: wantedLayout(i), c, shape: inputShape(i), batch: batch)
+                x = UnsafePointer(c)
+            }
             l.layer.forward(x, outputs[i], batch: batch, mode: mode, context: context)
             x = UnsafePointer(outputs[i])
+        }
+        if let c = converted[layers.count] {
+            LayoutConversion.convert(x, from: producedLayout(layers.count), to: .planar, c, shape: outputShape, batch: batch)
+            x = UnsafePointer(c)
         }
         return x
     }
@@ -147,10 +191,19 @@ public final class Network {
     public func backward(_ input: UnsafePointer<Float>, dLogits: UnsafePointer<Float>, batch: Int, mode: Mode) {
         var dy = dLogits
         var useA = true
+        if converted[layers.count] != nil {
+            LayoutConversion.convert(dy, from: .planar, to: producedLayout(layers.count), gradB!, shape: outputShape, batch: batch)
+            dy = UnsafePointer(gradB!)
+        }
         for i in stride(from: layers.count - 1, through: firstTrainableLayer, by: -1) {
-            let x = i == 0 ? input : UnsafePointer(outputs[i - 1])
+            let x = converted[i].map { UnsafePointer($0) } ?? (i == 0 ? input : UnsafePointer(outputs[i - 1]))
             let dx: UnsafeMutablePointer<Float>? = i == firstTrainableLayer ? nil : (useA ? gradA! : gradB!)
-            layers[i].layer.backward(x: x, y: outputs[i], dy: dy, dx: dx, batch: batch, mode: mode)
+            // A converted input gets its gradient in the layer's layout, converted back after.
+            let converts = converted[i] != nil && dx != nil
+            layers[i].layer.backward(x: x, y: outputs[i], dy: dy, dx: converts ? gradScratch! : dx, batch: batch, mode: mode)
+            if converts {
+                LayoutConversion.convert(gradScratch!, from: wantedLayout(i), to: producedLayout(i), dx!, shape: inputShape(i), batch: batch)
+            }
             if let dx { dy = UnsafePointer(dx) }
             useA.toggle()
         }

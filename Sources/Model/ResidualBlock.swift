@@ -134,3 +134,15 @@ public final class ResidualBlock: CompositeLayer {
         if let dx, let t { for i in 0..<count { dx[i] += t[i] } }
     }
 }
+
+/// The add, ReLU and stochastic-depth scaling are per sample and elementwise, so the block works
+/// on any layout its body and shortcut agree on.
+extension ResidualBlock: LayoutNegotiating {
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
+        let b = body.negotiate(offered: offered, allowBlocked: allowBlocked)
+        let s = shortcut?.negotiate(offered: offered, allowBlocked: allowBlocked) ?? (input: offered, output: offered)
+        if b.input == offered && s.input == offered && b.output == s.output { return b }
+        _ = shortcut?.negotiate(offered: .planar, allowBlocked: false)
+        return body.negotiate(offered: .planar, allowBlocked: false)
+    }
+}

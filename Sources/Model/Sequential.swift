@@ -108,3 +108,26 @@ public final class Sequential: CompositeLayer {
         }
     }
 }
+
+extension Sequential: LayoutNegotiating {
+    /// The sub-layers in order, each offered its predecessor's output; all planar when they
+    /// would need a conversion in between.
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
+        if let chain = Self.chain(sublayers.map(\.layer), offered: offered, allowBlocked: allowBlocked) { return chain }
+        return Self.chain(sublayers.map(\.layer), offered: .planar, allowBlocked: false)!
+    }
+
+    /// (input, output) of `layers` negotiated in a row, or nil where one reads another layout
+    /// than its predecessor writes (beyond 1×1 planes, where the layouts coincide, this is not checked).
+    static func chain(_ layers: [Layer], offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout)? {
+        var current = offered
+        var first: ActivationLayout?
+        for l in layers {
+            let chosen = (l as? LayoutNegotiating)?.negotiate(offered: current, allowBlocked: allowBlocked) ?? (.planar, .planar)
+            if chosen.input != current { return nil }
+            first = first ?? chosen.input
+            current = chosen.output
+        }
+        return (first ?? offered, current)
+    }
+}

@@ -153,36 +153,21 @@ public final class HTTPFetcher: @unchecked Sendable {
         case refused(FetchError.Reason)
     }
 
-    /// Plain path, `file:` URL (empty host or `localhost`, percent-decoded), `http(s)` URL, or
-    /// refused. A reference is a URL when it starts with `scheme:` of two or more characters.
+    /// What `ref` names (as `ImageReference.parse` classifies it, the one classifier of
+    /// references), or why it is refused: a scheme outside `allowed` (`file` covers plain
+    /// paths too) or a malformed reference.
     static func classify(_ ref: String, allowed: Set<String>) -> Kind {
-        let b = Array(ref.utf8)
-        if b.isEmpty { return .refused(.invalidReference(detail: "empty reference")) }
-        var i = 0
-        func isAlpha(_ c: UInt8) -> Bool { (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7A }
-        while i < b.count, isAlpha(b[i]) || (i > 0 && ((b[i] >= 0x30 && b[i] <= 0x39) || b[i] == 0x2B || b[i] == 0x2D || b[i] == 0x2E)) { i += 1 }
-        guard i >= 2, i < b.count, b[i] == UInt8(ascii: ":") else {
-            return allowed.contains("file") ? .local(path: ref) : .refused(.disallowedScheme("file"))
-        }
-        let scheme = String(decoding: b[0..<i], as: UTF8.self).lowercased()
-        guard allowed.contains(scheme) else { return .refused(.disallowedScheme(scheme)) }
-        switch scheme {
-        case "file":
-            guard let url = URL(string: ref), url.isFileURL,
-                  url.host == nil || url.host == "" || url.host?.lowercased() == "localhost" else {
-                return .refused(.invalidReference(detail: "not a local file URL (file:///path)"))
-            }
-            let path = url.path
-            return path.isEmpty ? .refused(.invalidReference(detail: "file URL without a path")) : .local(path: path)
-        case "http", "https":
-            let rest = b[(i + 1)...]
-            guard rest.starts(with: [0x2F, 0x2F]) else { return .refused(.invalidReference(detail: "expected // after \(scheme):")) }
-            var host = rest.dropFirst(2).prefix { $0 != 0x2F && $0 != 0x3F && $0 != 0x23 }
-            if let at = host.lastIndex(of: 0x40) { host = host[(at + 1)...] }
-            if host.isEmpty { return .refused(.invalidReference(detail: "empty host")) }
-            return .remote(host: String(decoding: host, as: UTF8.self).lowercased())
-        default:
-            return .refused(.disallowedScheme(scheme))
+        if ref.isEmpty { return .refused(.invalidReference(detail: "empty reference")) }
+        let scheme = ImageReference.scheme(of: ref) ?? "file"
+        switch ImageReference.parse(ref) {
+        case let .success(.path(path)), let .success(.file(path)):
+            return allowed.contains("file") ? .local(path: path) : .refused(.disallowedScheme("file"))
+        case let .success(.remote(url)):
+            guard allowed.contains(scheme) else { return .refused(.disallowedScheme(scheme)) }
+            return .remote(host: ImageReference.host(ofRemote: url))
+        case let .failure(problem):
+            if problem.reason == ImageReference.unsupportedScheme { return .refused(.disallowedScheme(scheme)) }
+            return .refused(.invalidReference(detail: "\(problem.reason): \(problem.detail)"))
         }
     }
 

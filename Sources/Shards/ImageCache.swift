@@ -26,6 +26,8 @@ public struct ImageCacheOptions: Sendable {
     public var durableWrites = false
     /// How remote images are fetched (`maxResponseBytes` also sizes the disk-tier check).
     public var fetch = FetchOptions()
+    /// About how many bytes of fetched-ahead images (`fetchAhead`) wait for decoding at most.
+    public var fetchAheadBytes = 256 << 20
 
     public init(channels: Int, imageSize: Int) {
         self.channels = channels
@@ -146,6 +148,12 @@ public final class ImageCache: @unchecked Sendable {
     private var disk: TierIndex<String>?
     private var plan = AccessPlan<String>()
     private var counters = CacheStats()
+    /// Remote images fetched ahead (`fetchAhead`), waiting for `images` to decode them.
+    private var staged: [String: Result<[UInt8], FetchError>] = [:]
+    private var stagedBytes = 0
+    private var stagedSizeEstimate = 64 << 10
+    /// References an `images` call is reading, fetching or decoding now (not fetched ahead).
+    private var loading: [String: Int] = [:]
 
     /// Opens the cache: checks the sizes, locks and scans the disk folder.
     public init(options: ImageCacheOptions) throws {
@@ -230,6 +238,61 @@ public final class ImageCache: @unchecked Sendable {
     /// The disk-tier file for `url` (tests inspect and damage it).
     func storePath(_ url: String) -> String { store?.path(for: url) ?? "" }
 
+    // MARK: Fetching ahead
+
+    /// Downloads the remote images among `references` that neither tier holds (nor an earlier
+    /// call), concurrently, and keeps their bytes (or failures, after the fetcher's retries)
+    /// for the `images` call that asks for them, which then only decodes. Counted as fetches
+    /// now. Stops adding references once about `fetchAheadBytes` wait; those are fetched by
+    /// `images` as usual.
+    public func fetchAhead(_ references: [String]) {
+        var todo: [String] = []
+        var seen = Set<String>()
+        lock.lock()
+        var budget = options.fetchAheadBytes - stagedBytes
+        for ref in references where seen.insert(ref).inserted {
+            if images[ref] != nil || staged[ref] != nil || loading[ref] != nil || (disk?.contains(ref) ?? false) { continue }
+            guard case .remote = HTTPFetcher.classify(ref, allowed: options.fetch.allowedSchemes) else { continue }
+            budget -= stagedSizeEstimate
+            if budget < 0 { break }
+            todo.append(ref)
+        }
+        lock.unlock()
+        if todo.isEmpty { return }
+        let fetched = fetcher.fetch(todo)
+        lock.lock()
+        defer { lock.unlock() }
+        for r in fetched {
+            if case let .success(b) = r.result {
+                counters.fetches += 1
+                counters.bytesFetched += b.count
+                stagedBytes += b.count
+                stagedSizeEstimate = (3 * stagedSizeEstimate + b.count) / 4
+            }
+            staged[r.source] = r.result
+        }
+    }
+
+    /// Drops fetched-ahead images not asked for yet (e.g. a new epoch's plan starts).
+    public func discardFetchedAhead() {
+        lock.lock(); defer { lock.unlock() }
+        staged.removeAll()
+        stagedBytes = 0
+    }
+
+    /// Bytes of fetched-ahead images waiting to be decoded.
+    public var fetchedAheadBytes: Int { lock.lock(); defer { lock.unlock() }; return stagedBytes }
+
+    /// Takes `ref`'s fetched-ahead outcome, if any.
+    private func takeStaged(_ ref: String) -> Result<[UInt8], FetchError>? {
+        lock.lock(); defer { lock.unlock() }
+        guard let r = staged.removeValue(forKey: ref) else { return nil }
+        if case let .success(b) = r { stagedBytes -= b.count }
+        if store != nil { counters.diskMisses += 1 }
+        if case .failure = r { counters.failures += 1 }
+        return r
+    }
+
     // MARK: Access
 
     /// The image for one reference, at the model size (see `images(_:)`).
@@ -265,6 +328,7 @@ public final class ImageCache: @unchecked Sendable {
                 disk?.replan(ref, nextUse: next)
                 missing.append(ref)
                 waiting[ref] = [i]
+                loading[ref, default: 0] += 1
             }
         }
         lock.unlock()
@@ -278,7 +342,11 @@ public final class ImageCache: @unchecked Sendable {
         for ref in missing {
             guard case .remote = HTTPFetcher.classify(ref, allowed: options.fetch.allowedSchemes) else { toFetch.append(ref); continue }
             remote.insert(ref)
-            if let b = readFromDisk(ref) { bytes[ref] = b } else { toFetch.append(ref) }
+            switch takeStaged(ref) {
+            case let .success(b)?: bytes[ref] = b
+            case let .failure(e)?: failed[ref] = .fetch(e)
+            case nil: if let b = readFromDisk(ref) { bytes[ref] = b } else { toFetch.append(ref) }
+            }
         }
         if !toFetch.isEmpty {
             let fetched = fetcher.fetch(toFetch)
@@ -311,6 +379,9 @@ public final class ImageCache: @unchecked Sendable {
                 failed[ref] = e
                 counters.failures += 1
             }
+        }
+        for ref in missing {
+            if let n = loading[ref], n > 1 { loading[ref] = n - 1 } else { loading[ref] = nil }
         }
         lock.unlock()
         for (ref, result) in zip(toDecode, decoded) {

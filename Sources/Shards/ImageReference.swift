@@ -41,8 +41,27 @@ public enum ImageReference: Sendable, Equatable {
         case "file":
             return filePath(bytes, schemeEnd: schemeEnd).map { .file(path: $0) }
         default:
-            return .failure(Problem(reason: "unsupported URL scheme", detail: "\"\(scheme)\" (use a path, file://, http:// or https://)"))
+            return .failure(Problem(reason: unsupportedScheme, detail: "\"\(scheme)\" (use a path, file://, http:// or https://)"))
         }
+    }
+
+    /// The reason of a reference whose scheme is not `file`, `http` or `https`.
+    public static let unsupportedScheme = "unsupported URL scheme"
+
+    /// The lowercased scheme of a URL reference, or nil for a path.
+    public static func scheme(of text: String) -> String? {
+        let bytes = Array(text.utf8)
+        return schemeLength(bytes).map { String(decoding: bytes[0..<$0], as: UTF8.self).lowercased() }
+    }
+
+    /// The lowercased authority of a well-formed http(s) URL without its user info (`host` or
+    /// `host:port`): the key of per-host request rates.
+    public static func host(ofRemote url: String) -> String {
+        let b = Array(url.utf8)
+        guard let schemeEnd = schemeLength(b), schemeEnd + 3 <= b.count else { return "" }
+        var host = b[(schemeEnd + 3)...].prefix { $0 != 0x2F && $0 != 0x3F && $0 != 0x23 }
+        if let at = host.lastIndex(of: 0x40) { host = host[(at + 1)...] }
+        return String(decoding: host, as: UTF8.self).lowercased()
     }
 
     /// The length of a leading `scheme` (before its `:`), or nil when `bytes` is not a URL.

@@ -26,9 +26,13 @@ public struct ManifestOptions: Sendable, Equatable {
     /// When false, a line without the label field (or with null) is read with an empty label
     /// (manifests of images to predict); a label that is present is still validated.
     public var labelRequired = true
+    /// Map tiles: when set, each record's image is the tile URL built from its `lat`/`lon`
+    /// (both required; the image field is then not read). Only for training, not `split`.
+    public var tiles: MapTiles? = nil
 
     public init(imageField: String = "image", labelField: String = "label", groupField: String? = nil,
-                onBadRecord: BadRecordPolicy = .error) {
+                onBadRecord: BadRecordPolicy = .error, tiles: MapTiles? = nil) {
+        self.tiles = tiles
         self.imageField = imageField
         self.labelField = labelField
         self.groupField = groupField
@@ -300,20 +304,25 @@ public struct Manifest: Sendable {
         }
         guard case let .object(members) = value else { return bad("not a JSON object", "found \(value.typeName)") }
 
-        // The image reference (the last member of that name, as lookups take the last).
-        let imageKey = JSONWriter.string(options.imageField)
-        guard let imageIndex = members.lastIndex(where: { $0.key == options.imageField }) else {
-            return bad("missing field \(imageKey)")
-        }
-        let imageValue = members[imageIndex].value
-        guard case let .string(image) = imageValue else {
-            return bad("\(imageKey) is not a string", "found \(imageValue.typeName)")
-        }
-        if image.isEmpty { return bad("empty \(imageKey)") }
-        let reference: ImageReference
-        switch ImageReference.parse(image) {
-        case let .success(r): reference = r
-        case let .failure(p): return bad(p.reason, "\(imageKey): \(p.detail)")
+        // The image reference (the last member of that name, as lookups take the last), unless
+        // map tiles name the image (below, from lat/lon).
+        var image = "", reference = ImageReference.path(""), imageSpan = 0..<0
+        if options.tiles == nil {
+            let imageKey = JSONWriter.string(options.imageField)
+            guard let imageIndex = members.lastIndex(where: { $0.key == options.imageField }) else {
+                return bad("missing field \(imageKey)")
+            }
+            let imageValue = members[imageIndex].value
+            guard case let .string(text) = imageValue else {
+                return bad("\(imageKey) is not a string", "found \(imageValue.typeName)")
+            }
+            if text.isEmpty { return bad("empty \(imageKey)") }
+            switch ImageReference.parse(text) {
+            case let .success(r): reference = r
+            case let .failure(p): return bad(p.reason, "\(imageKey): \(p.detail)")
+            }
+            image = text
+            imageSpan = spans[imageIndex]
         }
 
         // The label.
@@ -368,6 +377,14 @@ public struct Manifest: Sendable {
             }
         }
 
+        if let tiles = options.tiles {
+            guard let lat = meta.lat, let lon = meta.lon else {
+                let missing = [meta.lat == nil ? "\"lat\"" : nil, meta.lon == nil ? "\"lon\"" : nil].compactMap { $0 }
+                return bad("missing \(missing.joined(separator: " and ")) for the map tile", "--tile-url builds the image from lat/lon")
+            }
+            image = tiles.url(lat: lat, lon: lon)
+            reference = .remote(url: image)
+        }
         let path: String
         switch reference {
         case let .path(p): path = resolve(p, against: dir)
@@ -377,7 +394,7 @@ public struct Manifest: Sendable {
         let raw = keepRaw ? String(decoding: line, as: UTF8.self) : ""
         let record = ManifestRecord(image: image, path: path, label: label, line: lineNumber, group: group,
                                     metadata: meta, raw: raw)
-        return .success(ParsedRecord(record: record, reference: reference, imageSpan: spans[imageIndex]))
+        return .success(ParsedRecord(record: record, reference: reference, imageSpan: imageSpan))
     }
 
     /// The text of a string, or of an integer literal (canonical decimal); nil for other types.

@@ -17,6 +17,9 @@ public struct BenchOptions: Sendable {
     public var warmup = 5
     public var threads = 1
     public var bucketElements = 1 << 20
+    /// Convolution backend and oneDNN algorithm (as `train`'s `--conv-backend`, `--conv-algo`).
+    public var convBackend = "onednn"
+    public var convAlgorithm = "direct"
     public init() {}
 }
 
@@ -26,7 +29,7 @@ public enum Benchmark {
     public static func run(_ o: BenchOptions, comm: Communicator) throws -> [String: Any] {
         BLAS.setThreads(o.threads)
         let spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize, classes: o.classes)
-        let net = try Architectures.build(spec)
+        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
         net.initializeParameters(seed: 1)
         net.prepare(maxBatch: o.batchSize)
         let source = SyntheticSampleSource(sampleCount: net.inputShape.count, classes: o.classes)
@@ -83,7 +86,7 @@ public enum Benchmark {
             "images_per_sec": median(aggregate), "images_per_sec_min": aggregate.min() ?? 0,
             "images_per_sec_max": aggregate.max() ?? 0,
             "implied_train_gflops": 3 * Double(2 * net.macsPerSample) * median(aggregate) / 1e9,
-            "conv_backend": ConvolutionBackends.portable.name,
+            "conv_backend": o.convBackend, "conv_algo": o.convAlgorithm,
         ]
         if let medians {
             result["per_rank_images_per_sec"] = medians.map { $0[0] }

@@ -67,7 +67,8 @@ public final class CrossValidation {
         // 1. Folds, decided once by the coordinator.
         let shipment = try DatasetExchange.share(world) { () -> Shipment in
             let fixed = try t.classesFile.map { try ClassList.load(path: $0) }
-            let (set, classes) = try LabeledSet.load(path: t.trainManifest, classes: fixed, options: t.manifestOptions)
+            var (set, classes) = try LabeledSet.load(path: t.trainManifest, classes: fixed, options: t.manifestOptions)
+            set = set.limited(to: t.maxSamples)
             guard set.count >= k else { throw TrainingError.invalidOption("\(t.trainManifest): \(set.count) records cannot make \(k) folds") }
             let folds = GroupedStratifier.assign(labels: set.labels.map(Int.init), keys: [set.images, set.groups],
                                                  weights: Array(repeating: 1, count: k), seed: t.seed)
@@ -207,7 +208,7 @@ public final class CrossValidation {
         net.prepare(maxBatch: max(net.maxBatch, local))
         let cache = try ImageCache(options: t.cacheOptions(rank: MPIRuntime.isActive ? MPIRuntime.worldRank : comm.rank, localBatch: local))
         let loader = BatchLoader(source: ImageSampleSource(set: val, format: format, cache: cache, metadata: net.spec.fusion), maxBatch: local,
-                                 prefetch: t.prefetch, workers: t.loaderThreads, skipFailures: t.skipsFailures)
+                                 prefetch: t.prefetchDepth(batchFloats: local * format.sampleCount), workers: t.loaderThreads, skipFailures: t.skipsFailures)
         defer { loader.shutdown() }
         let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: local)
         defer { scratch.deallocate() }

@@ -33,13 +33,18 @@ final class ImageSampleSource: SampleSource, @unchecked Sendable {
     var sampleCount: Int { cached.sampleCount }
     var metadataCount: Int { metadata?.width ?? 0 }
 
-    init(set: LabeledSet, format: InputFormat, cache: ImageCache, metadata: MetadataEncoding? = nil) {
+    /// `augmenter`/`mixer`: training data only (validation and test data are never augmented).
+    init(set: LabeledSet, format: InputFormat, cache: ImageCache, metadata: MetadataEncoding? = nil,
+         augmenter: Augmenter? = nil, mixer: SampleMixer? = nil) {
         self.set = set
         self.metadata = metadata
-        cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std)
+        cached = CachedImageSource(cache: cache, references: set.paths, labels: set.labels, mean: format.mean, std: format.std,
+                                   augmenter: augmenter, mixer: mixer)
     }
 
     func prepare(_ indices: [Int]) { cached.prepare(indices) }
+    func fetchAhead(_ indices: [Int]) { cached.fetchAhead(indices) }
+    func discardFetchedAhead() { cached.discardFetchedAhead() }
 
     func loadMetadata(_ index: Int, into out: UnsafeMutablePointer<Float>) {
         metadata?.encode(lat: set.latitudes[index], lon: set.longitudes[index], source: set.sources[index], into: out)

@@ -116,4 +116,14 @@ extension LabeledSet {
     }
 
     var indices: Range<Int> { 0..<count }
+
+    /// At most `limit` records, spread evenly over the manifest (every ⌈count/limit⌉-th, so all
+    /// parts of it are represented); all of them when `limit` is nil or not smaller.
+    public func limited(to limit: Int?) -> LabeledSet {
+        guard let limit, limit < count else { return self }
+        var s = subset((0..<limit).map { $0 * count / limit })
+        s.rejected = rejected
+        s.fingerprint = fingerprint
+        return s
+    }
 }

@@ -16,6 +16,8 @@ public struct TrainOptions: Codable, Sendable {
     public var imageField = "image"
     public var labelField = "label"
     public var groupField: String? = nil
+    /// Map tiles: image URLs built from each record's lat/lon (`--tile-url`, `--tile-zoom`).
+    public var tiles: MapTiles? = nil
 
     /// The per-rank image cache for `rank` processing up to `localBatch` images per step.
     /// Without `maxImageBytes`, the response cap is sized so the disk tier holds two batches
@@ -41,7 +43,7 @@ public struct TrainOptions: Codable, Sendable {
     /// How manifests are read: fields, and skip or stop on bad lines.
     public var manifestOptions: ManifestOptions {
         ManifestOptions(imageField: imageField, labelField: labelField, groupField: groupField,
-                        onBadRecord: skipBadRecords ? .skip : .error)
+                        onBadRecord: skipBadRecords ? .skip : .error, tiles: tiles)
     }
     public var model: String = "refcnn"
     public var widths: [Int]? = nil
@@ -66,6 +68,8 @@ public struct TrainOptions: Codable, Sendable {
     public var mean: [Float] = [0.5]
     public var std: [Float] = [0.5]
     public var epochs = 10
+    /// Use at most this many records of each manifest, spread evenly over it (quick runs).
+    public var maxSamples: Int? = nil
     /// Optimizer steps after which training stops (nil: run all epochs).
     public var maxSteps: Int? = nil
     /// The GLOBAL batch: split across ranks.
@@ -115,8 +119,21 @@ public struct TrainOptions: Codable, Sendable {
     /// Gradient allreduce bucket size in floats.
     public var bucketElements = 1 << 20
     public var threads = 1
+    /// Convolution backend (`--conv-backend`: onednn, openblas) and oneDNN's algorithm (`--conv-algo`).
+    public var convBackend = "onednn"
+    public var convAlgorithm = "direct"
     public var loaderThreads = 1
-    public var prefetch = 3
+    /// Most batches decoded ahead (nil: auto); the depth adapts below it from the measured
+    /// step and load times (see `BatchLoader`).
+    public var prefetch: Int? = nil
+    /// Memory the decoded-ahead batches of one loader may take.
+    public static let prefetchMemoryBytes = 256 << 20
+
+    /// The loader's maximum depth for batches of `batchFloats` floats: `prefetch` (auto: 16),
+    /// at most what fits in `prefetchMemoryBytes`, at least 2.
+    public func prefetchDepth(batchFloats: Int) -> Int {
+        max(2, min(prefetch ?? 16, Self.prefetchMemoryBytes / max(1, 4 * batchFloats)))
+    }
     /// Per-rank image cache: memory tier (decoded, resized) and disk tier (fetched files) bounds.
     public var cacheMemoryBytes = 1 << 30
     public var cacheDiskBytes = 0
@@ -138,6 +155,11 @@ public struct TrainOptions: Codable, Sendable {
     public var progress = true
     /// Accumulation, clipping, EMA, early stopping, best-K (TrainOptions+RunControl.swift).
     public var runControl = RunControlOptions()
+    /// Training-time augmentation (never applied to validation data), where the normalisation
+    /// mean/std come from, and (debug) a folder for each epoch's first augmented batch.
+    public var augment = AugmentOptions()
+    public var normalization: Normalization = .custom
+    public var dumpAugmented: String? = nil
 
     public init(trainManifest: String, valManifest: String?, outDir: String) {
         self.trainManifest = trainManifest; self.valManifest = valManifest; self.outDir = outDir
@@ -159,6 +181,7 @@ public struct TrainOptions: Codable, Sendable {
         r["image_field"] = imageField
         r["label_field"] = labelField
         if let g = groupField { r["group_field"] = g }
+        if let t = tiles { r["tile_url"] = t.template; r["tile_zoom"] = "\(t.zoom)" }
         if let w = widths { r["widths"] = w.map { "\($0)" }.joined(separator: ",") }
         if let h = head { r["head"] = h.map { "\($0)" }.joined(separator: ",") }
         if let p = pretrained { r["pretrained"] = p }
@@ -167,6 +190,7 @@ public struct TrainOptions: Codable, Sendable {
         r["backbone_lr_mult"] = "\(backboneLRMultiplier)"
         r["fusion"] = "\(fusion)"
         if let m = maxSteps { r["max_steps"] = "\(m)" }
+        if let m = maxSamples { r["max_samples"] = "\(m)" }
         r["cache_mem"] = "\(cacheMemoryBytes)"; r["cache_disk"] = "\(cacheDiskBytes)"; r["cache_policy"] = cachePolicy.rawValue
         r["fetch_concurrency"] = "\(fetchConcurrency)"
         if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }
@@ -174,6 +198,7 @@ public struct TrainOptions: Codable, Sendable {
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
         r.merge(recipeRecord) { a, _ in a }
         r.merge(runControl.record) { a, _ in a }
+        r["augment"] = augment.summary; r["normalize"] = normalization.rawValue
         return r
     }
 }

@@ -55,12 +55,13 @@ public final class Trainer {
         let classFile = o.classesFile
         let data = try DatasetExchange.share(comm) {
             let fixed = try classFile.map { try ClassList.load(path: $0) }
-            let (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, options: o.manifestOptions)
+            var (train, classes) = try LabeledSet.load(path: o.trainManifest, classes: fixed, options: o.manifestOptions)
+            train = train.limited(to: o.maxSamples)
             guard train.count > 0 else { throw TrainingError.invalidOption("\(o.trainManifest): no usable records") }
             guard classes.names.count >= 2 else {
                 throw TrainingError.invalidOption("\(o.trainManifest): needs at least 2 classes, found \(classes.names.count)")
             }
-            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, options: o.manifestOptions).0 }
+            let val = try o.valManifest.map { try LabeledSet.load(path: $0, classes: classes, options: o.manifestOptions).0.limited(to: o.maxSamples) }
             return TrainingData(train: train, val: val, classes: classes.names)
         }
         return try train(data)
@@ -107,6 +108,9 @@ public final class Trainer {
         let control = try comm.broadcast(bytes: isRoot ? Array(try JSONEncoder().encode(run.control)) : [], root: 0)
         run.control = try JSONDecoder().decode(RunControlState.self, from: Data(control))
         if let ema = run.ema { try comm.broadcast(UnsafeMutableRawBufferPointer(ema.buffer), root: 0) }
+        if isRoot && (o.augment.transformsImages || o.augment.mixes || o.normalization != .custom) {
+            log("augmentation: \(o.augment.summary); normalisation \(o.normalization.rawValue) mean \(run.format.mean) std \(run.format.std)")
+        }
         let hosts = try Placement.describe(comm)   // collective: every rank's host name to rank 0
         if isRoot {
             log("distrainer: \(world) rank(s), model \(o.model) (\(net.parameterCount) parameters), \(data.train.count) training images"
@@ -150,7 +154,7 @@ public final class Trainer {
             }
             spec.fusion = encoding
         }
-        let net = try Architectures.build(spec)
+                let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, comm.rank == 0 {
             // Rank 0 loads; the broadcast in `setUp` gives every rank the same weights.
@@ -236,6 +240,7 @@ public final class Trainer {
         let firstStep = run.globalStep % run.stepsPerEpoch
         let endStep = min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch)
         let order = run.sampler.epoch(epoch)
+        run.trainSource.cached.setEpoch(epoch)   // augmentation draws of this epoch
         if options.cachePolicy == .lookAhead {
             run.trainSource.cached.planEpoch(run.sampler, epoch: epoch, fromStep: firstStep, rank: comm.rank, worldSize: comm.size)
         }
@@ -267,7 +272,7 @@ public final class Trainer {
             e.failures += batch.failures
             loaded += batch.count
             run.addStepWeights(batch)
-            forwardBackward(run, &e, batch: batch, gradScale: 1 / Float(max(scheduled, 1)))
+            try forwardBackward(run, &e, batch: batch, gradScale: 1 / Float(max(scheduled, 1)))
             run.trainLoader.recycle(batch)
         }
         // With skipped samples the mean runs over the samples actually loaded.
@@ -288,15 +293,24 @@ public final class Trainer {
     }
 
     /// Forward, loss and backward on this rank's samples; ACCUMULATES parameter gradients.
-    func forwardBackward(_ run: TrainingRun, _ e: inout EpochState, batch: LoadedBatch, gradScale: Float) {
+    func forwardBackward(_ run: TrainingRun, _ e: inout EpochState, batch: LoadedBatch, gradScale: Float) throws {
         guard batch.count > 0 else { return }
+        // Mixup/cutmix: the soft targets of the batch's samples, recomputed from (seed, epoch, index).
+        if let mixer = run.mixer {
+            mixer.softTargets(indices: batch.indices, labels: batch.labels, allLabels: run.data.train.labels, epoch: e.epoch,
+                              classes: run.classes, into: run.softTargets)
+        }
+        let targets: UnsafePointer<Float>? = run.mixer != nil ? UnsafePointer(run.softTargets) : nil
+        if let dir = options.dumpAugmented, run.globalStep == e.epoch * run.stepsPerEpoch + e.firstStep {
+            try AugmentDump.write(dir: dir, epoch: e.epoch, batch: batch, sampleCount: run.format.sampleCount, classes: run.classes, targets: targets)
+        }
         let net = run.net
         let logits = batch.indices.withUnsafeBufferPointer { ids in
             net.forward(batch.inputs, batch: batch.count, mode: .train,
                         context: StepContext(seed: options.seed, step: run.globalStep, sampleIDs: ids,
                                              metadata: UnsafePointer(batch.metadata)))
         }
-        let r = run.loss(logits: logits, labels: batch.labels, batch: batch.count, gradScale: gradScale)
+        let r = run.loss(logits: logits, labels: batch.labels, targets: targets, batch: batch.count, gradScale: gradScale)
         net.backward(batch.inputs, dLogits: run.dLogits, batch: batch.count, mode: .train)
         e.totals.lossSum += r.lossSum; e.totals.correct += Double(r.correct); e.totals.seen += Double(batch.count)
     }
@@ -338,6 +352,8 @@ public final class Trainer {
             "data_stall": seconds > 0 ? sums[4] / world / seconds : 0,
             "allreduce_fraction": seconds > 0 ? sums[5] / world / seconds : 0,
             "skipped": Int(sums[3]),
+            // Rank 0's pipeline depths at the epoch's end (batches decoded / fetched ahead).
+            "prefetch_depth": run.trainLoader.depth, "fetch_ahead_depth": run.trainLoader.fetchDepth,
         ]
         if !e.complete { line["partial"] = true }
         // Debug counter: gradient allreduce calls per optimizer update (1 with or without accumulation).
@@ -416,7 +432,8 @@ public final class Trainer {
         log(String(format: "epoch %d/%d%@  train_loss %.4f  train_acc %.4f", e.epoch + 1, options.epochs, e.complete ? "" : " (partial)",
                    line["train_loss"] as! Double, line["train_acc"] as! Double)
             + (line["val_acc"].map { String(format: "  val_loss %.4f  val_acc %.4f", line["val_loss"] as! Double, $0 as! Double) } ?? "")
-            + String(format: "  %.0f img/s  %.1fs", line["images_per_sec"] as! Double, line["seconds"] as! Double))
+            + String(format: "  %.0f img/s  %.1fs  data stall %.1f%%", line["images_per_sec"] as! Double, line["seconds"] as! Double,
+                     100 * (line["data_stall"] as? Double ?? 0)))
     }
 
     // MARK: - Checkpoints and the end

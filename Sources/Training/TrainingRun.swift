@@ -90,6 +90,9 @@ final class TrainingRun {
     private let weightSum = UnsafeMutableBufferPointer<Double>.allocate(capacity: 1)
     let cache: ImageCache
     let trainSource: ImageSampleSource
+    /// Mixup/cutmix of the training data (nil: off) and its soft targets [maxLocal, classes].
+    let mixer: SampleMixer?
+    let softTargets: UnsafeMutablePointer<Float>
     let trainLoader: BatchLoader
     let valLoader: BatchLoader?
     /// Loss gradient and predicted classes, sized for the larger of the two batches.
@@ -118,7 +121,7 @@ final class TrainingRun {
          spec: ModelSpec, net: Network, sampler: ShardedSampler, start: ResumePoint) throws {
         let metric = try o.runControl.resolvedMonitor(hasValidation: data.val != nil)
         self.metric = metric
-        self.data = data; self.format = format; self.runDir = runDir; self.spec = spec; self.net = net; self.sampler = sampler
+        self.data = data; self.runDir = runDir; self.spec = spec; self.net = net; self.sampler = sampler
         let world = comm.size
         let shardsPerRank = sampler.virtualShards / world
         accumSteps = o.runControl.accumSteps
@@ -143,11 +146,22 @@ final class TrainingRun {
         var counts = [Int](repeating: 0, count: data.classes.count)
         for l in data.train.labels { counts[Int(l)] += 1 }
         lossFunction = try Self.shareLoss(o, comm: comm, classes: data.classes, counts: counts)
-        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache, metadata: spec.fusion)
-        trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal,
-                                  prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures)
+        // Normalisation constants (dataset statistics from rank 0); augmentation of the training data only.
+        let format = try o.normalization.resolve(format, train: data.train, cache: cache, comm: comm, skipFailures: o.skipsFailures)
+        self.format = format
+        let (augmenter, mixer) = o.augmentation(trainCount: data.train.count)
+        self.mixer = mixer
+        if mixer != nil, !lossFunction.acceptsSoftTargets {
+            throw TrainingError.invalidOption("--loss \(o.loss.rawValue) takes no soft targets: it cannot be combined with mixup/cutmix")
+        }
+        softTargets = .allocate(capacity: mixer != nil ? maxLocal * data.classes.count : 1)
+        trainSource = ImageSampleSource(set: data.train, format: format, cache: cache, metadata: spec.fusion,
+                                        augmenter: augmenter, mixer: mixer)
+        trainLoader = BatchLoader(source: trainSource, maxBatch: maxLocal, prefetch: o.prefetchDepth(batchFloats: maxLocal * format.sampleCount),
+                                  workers: o.loaderThreads, skipFailures: o.skipsFailures)
         valLoader = data.val.map { BatchLoader(source: ImageSampleSource(set: $0, format: format, cache: cache, metadata: spec.fusion), maxBatch: evalLocal,
-                                               prefetch: o.prefetch, workers: o.loaderThreads, skipFailures: o.skipsFailures) }
+                                               prefetch: o.prefetchDepth(batchFloats: evalLocal * format.sampleCount),
+                                               workers: o.loaderThreads, skipFailures: o.skipsFailures) }
         dLogits = .allocate(capacity: max(maxLocal, evalLocal) * data.classes.count)
         predicted = .allocate(capacity: max(maxLocal, evalLocal))
         progress = ProgressLine(enabled: runDir != nil && o.progress && isatty(STDERR_FILENO) == 1)
@@ -168,7 +182,7 @@ final class TrainingRun {
         }
     }
 
-    deinit { dLogits.deallocate(); predicted.deallocate(); weightSum.deallocate() }
+    deinit { dLogits.deallocate(); predicted.deallocate(); softTargets.deallocate(); weightSum.deallocate() }
 
     /// Stops the loaders' threads (they keep their loaders alive until then).
     func shutdown() { trainLoader.shutdown(); valLoader?.shutdown() }
@@ -179,7 +193,9 @@ final class TrainingRun {
     func beginStepWeights() { weightSum[0] = 0 }
     func addStepWeights(_ batch: LoadedBatch) {
         guard lossFunction.isWeighted, batch.count > 0 else { return }
-        weightSum[0] += lossFunction.weightSum(labels: batch.labels, targets: nil, batch: batch.count, classes: classes)
+        // Soft targets (mixup/cutmix) count each sample once, as PyTorch does for probability targets.
+        weightSum[0] += mixer != nil ? Double(batch.count)
+            : lossFunction.weightSum(labels: batch.labels, targets: nil, batch: batch.count, classes: classes)
     }
 
     /// The step's loss normaliser D (see `Loss`): the global sample count, or for a weighted loss
@@ -209,9 +225,11 @@ final class TrainingRun {
     }
 
     /// The loss of one training batch: loss sum (a weighted loss's numerator) and correct
-    /// predictions; writes dLogits scaled by `gradScale`.
-    func loss(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, gradScale: Float) -> (lossSum: Double, correct: Int) {
-        let r = lossFunction.evaluate(logits: logits, labels: labels, targets: nil, batch: batch, classes: classes,
+    /// predictions; writes dLogits scaled by `gradScale`. With `targets` (mixup/cutmix) the loss's
+    /// soft-target form (cross-entropy against the mixed distributions, weights and smoothing included).
+    func loss(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, targets: UnsafePointer<Float>? = nil,
+              batch: Int, gradScale: Float) -> (lossSum: Double, correct: Int) {
+        let r = lossFunction.evaluate(logits: logits, labels: labels, targets: targets, batch: batch, classes: classes,
                                       gradScale: gradScale, dLogits: dLogits)
         return (r.lossSum, r.correct)
     }

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A local HTTP server for fetcher and cache tests that serves files and injects faults.
 
-    python3 fault_server.py DIR [MAX_SECONDS [ADDRESS]]
+    python3 fault_server.py DIR [MAX_SECONDS [ADDRESS [LATENCY_MS]]]
 
 Binds ADDRESS (default 127.0.0.1) on a free port, prints "PORT <n>" on stdout, then serves the files under DIR
 (HTTP/1.1, keep-alive, Content-Length). It exits when killed, when its standard input reaches
 end of file (so it dies with the test process that holds the other end of the pipe), or after
-MAX_SECONDS (default 600). Standard library only.
+MAX_SECONDS (default 600). LATENCY_MS (default 0) delays every file response by that many
+milliseconds, like a distant server (benchmarks). Standard library only.
 
 Faults are chosen by the query string of a request for a file (the file is served once the
 fault has been injected `times` times; without `times` the fault is permanent):
@@ -41,6 +42,7 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else ".")
 LOCK = threading.Lock()
 REQUESTS = {}      # target -> requests seen
 CONNECTIONS = [0]  # connections accepted
+LATENCY = float(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.0
 
 
 def bomb_png():
@@ -89,6 +91,8 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             REQUESTS[target] = REQUESTS.get(target, 0) + 1
             seen = REQUESTS[target]
+        if LATENCY > 0:
+            time.sleep(LATENCY)
         q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         fault = q.get("fault")
         times = int(q["times"]) if "times" in q else None

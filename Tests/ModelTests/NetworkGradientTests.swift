@@ -48,10 +48,12 @@ import Support
         #expect(rel < 2e-2, "relative error \(rel)")
     }
 
-    @Test(arguments: [true, false])
-    func refcnnEndToEnd(batchNorm: Bool) throws {
+    /// On oneDNN, refcnn runs on the blocked layout from the first convolution's output to the
+    /// global pool (convolutions, BatchNorm, ReLU, max-pool, pool all on nChw16c).
+    @Test(arguments: [true, false], ["openblas", "onednn"])
+    func refcnnEndToEnd(batchNorm: Bool, backend: String) throws {
         let spec = ModelSpec(architecture: "refcnn", channels: 2, imageSize: 12, classes: 3, batchNorm: batchNorm)
-        let net = try Architectures.build(spec)
+        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(backend))
         net.initializeParameters(seed: 4)
         // Large inputs keep the no-BatchNorm variant's gradients well above Float rounding noise.
         checkNetwork(net, batch: 4, inputScale: batchNorm ? 1 : 10)
@@ -59,9 +61,10 @@ import Support
 
     /// A tiny resnet18 (stage widths 4, 4, 8, 8: the torchvision structure with basic blocks
     /// with and without downsample, padded max-pool, global pooling) and a hidden-MLP head.
-    @Test func tinyResNetEndToEnd() throws {
+    @Test(arguments: ["openblas", "onednn"])
+    func tinyResNetEndToEnd(backend: String) throws {
         let spec = ModelSpec(architecture: "resnet18", channels: 3, imageSize: 20, classes: 3, widths: [4, 4, 8, 8], head: [6])
-        let net = try Architectures.build(spec)
+        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(backend))
         net.initializeParameters(seed: 4)
         checkNetwork(net, batch: 4)
     }

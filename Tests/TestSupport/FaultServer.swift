@@ -89,9 +89,11 @@ public final class FaultServer: @unchecked Sendable {
     /// `http://HOST:PORT/` + `target` (a path with an optional query, no leading slash).
     public func url(_ target: String) -> String { "http://\(host):\(port)/\(target)" }
 
-    /// Puts a file the server will serve as `/name`.
+    /// Writes a file the server serves at `/name` (`name` may hold folders, e.g. `18/5/7.png`).
     public func put(_ name: String, _ bytes: [UInt8]) throws {
-        try Data(bytes).write(to: root.appendingPathComponent(name))
+        let url = root.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: url)
     }
 
     /// The server's counters: requests per target (path + query as sent), connections accepted

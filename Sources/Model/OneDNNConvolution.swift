@@ -1,0 +1,208 @@
+import CDNNL
+
+/// How oneDNN computes a convolution (`--conv-algo`). Winograd applies to 3×3 stride-1
+/// convolutions only (others run direct); its results differ from direct by ~1e-6 relative.
+public enum ConvAlgorithm: String, CaseIterable, Sendable {
+    case direct, winograd, auto
+
+    var dnnl: dnnl_alg_kind_t {
+        switch self {
+        case .direct: return dnnl_convolution_direct
+        case .winograd: return dnnl_convolution_winograd
+        case .auto: return dnnl_convolution_auto
+        }
+    }
+}
+
+/// Convolutions on oneDNN: forward-training, backward-data and backward-weights primitives per
+/// layer shape (and batch size), created once with `format_tag::any` so oneDNN picks its fast
+/// blocked layouts, with scratchpads allocated up front. Dense, grouped and depthwise
+/// convolutions all go through the same primitives.
+///
+/// Activations: in a network with `layout` = blocked16 each convolution reads and writes
+/// nChw16c where 16 divides the channels (the first convolution reads the planar input), so the
+/// other layers work on it too and nothing is converted between layers; with `planar` (and for a
+/// kernel made without layouts) it reads and writes NCHW and reorders inside. Weights are the
+/// `ParameterStore`'s OIHW, reordered per call.
+public struct OneDNNBackend: ConvolutionBackend {
+    public let name = "onednn"
+    public var algorithm: ConvAlgorithm
+    public var layout: ActivationLayout
+    public init(algorithm: ConvAlgorithm = .direct, layout: ActivationLayout = .blocked16) {
+        self.algorithm = algorithm; self.layout = layout
+    }
+    public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel {
+        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: .planar, output: .planar)
+    }
+    public func layouts(_ g: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
+        // Reads what it is offered when it can (the first convolution reads the planar input:
+        // oneDNN has kernels for that), so a chain of layers never needs a conversion.
+        (ActivationLayout.blocked(if: layout == .blocked16 && offered == .blocked16, g.input),
+         ActivationLayout.blocked(if: layout == .blocked16, g.output))
+    }
+    public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel {
+        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: input, output: output)
+    }
+}
+
+extension ActivationLayout {
+    var dnnlTag: dnnl_format_tag_t { self == .planar ? dnnl_nchw : dnnl_nChw16c }
+}
+
+final class OneDNNConvKernel: ConvolutionKernel {
+    let g: ConvGeometry
+    let algorithm: ConvAlgorithm
+    let input: ActivationLayout, output: ActivationLayout
+    private let stream = DNNLStream()
+    /// Primitives per batch size: the prepared maximum at once, a smaller (last) batch on first use.
+    private var plans: [Int: OneDNNConvPlan] = [:]
+
+    init(_ g: ConvGeometry, algorithm: ConvAlgorithm, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) {
+        self.g = g
+        self.algorithm = algorithm
+        self.input = input; self.output = output
+        plans[maxBatch] = OneDNNConvPlan(g, batch: maxBatch, algorithm: algorithm, srcTag: input.dnnlTag, dstTag: output.dnnlTag)
+    }
+
+    @inline(__always) private func plan(_ batch: Int) -> OneDNNConvPlan {
+        if let p = plans[batch] { return p }
+        let p = OneDNNConvPlan(g, batch: batch, algorithm: algorithm, srcTag: input.dnnlTag, dstTag: output.dnnlTag)
+        plans[batch] = p
+        return p
+    }
+
+    /// The algorithm each pass actually runs (Winograd falls back to direct where unsupported).
+    var winograd: (forward: Bool, backwardData: Bool, backwardWeights: Bool) {
+        let p = plans.values.first!, w = dnnl_convolution_winograd
+        return (p.forwardAlgorithm == w, p.backwardDataAlgorithm == w, p.backwardWeightsAlgorithm == w)
+    }
+
+    func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                 y: UnsafeMutablePointer<Float>, batch: Int) {
+        let p = plan(batch), s = stream.stream
+        p.src.load(x, s)
+        p.weights.load(weight, s)
+        p.bias.load(bias ?? UnsafePointer(p.zeroBias.pointer), s)
+        p.dst.target(y)
+        p.forward.run(s)
+        p.dst.store(s)
+        stream.wait()
+    }
+
+    func backwardData(dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                      dx: UnsafeMutablePointer<Float>, batch: Int) {
+        let p = plan(batch), s = stream.stream
+        p.dataDiffDst.load(dy, s)
+        p.dataWeights.load(weight, s)
+        p.diffSrc.target(dx)
+        p.backwardData.run(s)
+        p.diffSrc.store(s)
+        stream.wait()
+    }
+
+    func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int) {
+        let p = plan(batch), s = stream.stream
+        p.weightsSrc.load(x, s)
+        p.weightsDiffDst.load(dy, s)
+        p.diffWeights.target(dWeight)
+        p.backwardWeights.run(s)
+        p.diffWeights.store(s)   // dWeight += reorder(diff weights)
+        stream.wait()
+        if let dBias {
+            let db = p.diffBias.pointer
+            for c in 0..<g.outChannels { dBias[c] += db[c] }
+        }
+    }
+}
+
+/// The three primitives of one convolution shape at one batch size, and their memories.
+final class OneDNNConvPlan {
+    let forward: DNNLPrimitive, backwardData: DNNLPrimitive, backwardWeights: DNNLPrimitive
+    let src: DNNLStaged, weights: DNNLStaged, bias: DNNLStaged, dst: DNNLStaged
+    let dataDiffDst: DNNLStaged, dataWeights: DNNLStaged, diffSrc: DNNLStaged
+    let weightsSrc: DNNLStaged, weightsDiffDst: DNNLStaged, diffWeights: DNNLStaged
+    let diffBias: DNNLMemory
+    /// Bias for a convolution without one.
+    let zeroBias: DNNLMemory
+    let forwardAlgorithm: dnnl_alg_kind_t, backwardDataAlgorithm: dnnl_alg_kind_t, backwardWeightsAlgorithm: dnnl_alg_kind_t
+    /// One buffer behind the three primitives' scratchpads (they never run at the same time).
+    private let scratch: UnsafeMutableRawPointer
+
+    init(_ g: ConvGeometry, batch: Int, algorithm: ConvAlgorithm, srcTag: dnnl_format_tag_t, dstTag: dnnl_format_tag_t) {
+        let grouped = g.groups > 1
+        let srcDims = [batch, g.input.channels, g.input.height, g.input.width]
+        let dstDims = [batch, g.outChannels, g.outHeight, g.outWidth]
+        let wDims = grouped ? [g.groups, g.groupOutChannels, g.groupInChannels, g.kernel, g.kernel]
+                            : [g.outChannels, g.input.channels, g.kernel, g.kernel]
+        let userSrc = OneDNN.desc(srcDims, srcTag), userDst = OneDNN.desc(dstDims, dstTag)
+        let userW = OneDNN.desc(wDims, grouped ? dnnl_goihw : dnnl_oihw)
+        var anySrc = OneDNN.desc(srcDims, dnnl_format_tag_any), anyDst = OneDNN.desc(dstDims, dnnl_format_tag_any)
+        var anyW = OneDNN.desc(wDims, dnnl_format_tag_any)
+        var biasMd = OneDNN.desc([g.outChannels], dnnl_x)
+        let strides: [Int64] = [Int64(g.stride), Int64(g.stride)]
+        let padL: [Int64] = [Int64(g.padding), Int64(g.padding)]
+        // Right padding that makes oneDNN's output size formula exact (≤ padding when the
+        // stride does not divide the padded extent evenly), as PyTorch passes it.
+        let padR: [Int64] = [Int64((g.outHeight - 1) * g.stride + g.kernel - g.input.height - g.padding),
+                             Int64((g.outWidth - 1) * g.stride + g.kernel - g.input.width - g.padding)]
+        // Winograd only where it applies; anything oneDNN cannot build runs direct.
+        let wanted = algorithm == .winograd && !(g.kernel == 3 && g.stride == 1 && g.groups == 1) ? .direct : algorithm
+        func build(_ make: (dnnl_alg_kind_t) -> dnnl_primitive_desc_t?) -> (dnnl_primitive_desc_t, dnnl_alg_kind_t) {
+            if let pd = make(wanted.dnnl) { return (pd, wanted.dnnl) }
+            guard let pd = make(dnnl_convolution_direct) else { fatalError("oneDNN: no convolution for \(g)") }
+            return (pd, dnnl_convolution_direct)
+        }
+        let (fwdPD, fa) = build { alg in
+            var d = dnnl_convolution_desc_t()
+            guard dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &anySrc, &anyW, &biasMd, &anyDst,
+                                                     strides, padL, padR) == dnnl_success else { return nil }
+            return OneDNN.primitiveDesc(&d)
+        }
+        let (dataPD, da) = build { alg in
+            var d = dnnl_convolution_desc_t()
+            guard dnnl_convolution_backward_data_desc_init(&d, alg, &anySrc, &anyW, &anyDst, strides, padL, padR) == dnnl_success
+            else { return nil }
+            return OneDNN.primitiveDesc(&d, hint: fwdPD)
+        }
+        let (weightsPD, wa) = build { alg in
+            var d = dnnl_convolution_desc_t()
+            guard dnnl_convolution_backward_weights_desc_init(&d, alg, &anySrc, &anyW, &biasMd, &anyDst,
+                                                              strides, padL, padR) == dnnl_success else { return nil }
+            return OneDNN.primitiveDesc(&d, hint: fwdPD)
+        }
+        defer { dnnl_primitive_desc_destroy(fwdPD); dnnl_primitive_desc_destroy(dataPD); dnnl_primitive_desc_destroy(weightsPD) }
+        (forwardAlgorithm, backwardDataAlgorithm, backwardWeightsAlgorithm) = (fa, da, wa)
+
+        let pads = [fwdPD, dataPD, weightsPD].map { OneDNN.query($0, dnnl_query_scratchpad_md) }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(64, pads.map(OneDNN.bytes).max()!), alignment: 64)
+        scratch = buffer
+        let scratchpads = pads.map { DNNLMemory($0, over: buffer) }
+
+        src = DNNLStaged(user: userSrc, inner: OneDNN.query(fwdPD, dnnl_query_src_md), input: true)
+        weights = DNNLStaged(user: userW, inner: OneDNN.query(fwdPD, dnnl_query_weights_md), input: true)
+        bias = DNNLStaged(user: biasMd, inner: OneDNN.query(fwdPD, dnnl_query_weights_md, 1), input: true)
+        dst = DNNLStaged(user: userDst, inner: OneDNN.query(fwdPD, dnnl_query_dst_md), input: false)
+        zeroBias = DNNLMemory(biasMd)
+        forward = DNNLPrimitive(fwdPD, [(DNNL_ARG_SRC, src.inner), (DNNL_ARG_WEIGHTS, weights.inner),
+                                        (DNNL_ARG_BIAS, bias.inner), (DNNL_ARG_DST, dst.inner),
+                                        (DNNL_ARG_SCRATCHPAD, scratchpads[0])])
+
+        dataDiffDst = DNNLStaged(user: userDst, inner: OneDNN.query(dataPD, dnnl_query_diff_dst_md), input: true)
+        dataWeights = DNNLStaged(user: userW, inner: OneDNN.query(dataPD, dnnl_query_weights_md), input: true)
+        diffSrc = DNNLStaged(user: userSrc, inner: OneDNN.query(dataPD, dnnl_query_diff_src_md), input: false)
+        backwardData = DNNLPrimitive(dataPD, [(DNNL_ARG_DIFF_DST, dataDiffDst.inner), (DNNL_ARG_WEIGHTS, dataWeights.inner),
+                                              (DNNL_ARG_DIFF_SRC, diffSrc.inner), (DNNL_ARG_SCRATCHPAD, scratchpads[1])])
+
+        weightsSrc = DNNLStaged(user: userSrc, inner: OneDNN.query(weightsPD, dnnl_query_src_md), input: true)
+        weightsDiffDst = DNNLStaged(user: userDst, inner: OneDNN.query(weightsPD, dnnl_query_diff_dst_md), input: true)
+        diffWeights = DNNLStaged(user: userW, inner: OneDNN.query(weightsPD, dnnl_query_diff_weights_md), input: false,
+                                 accumulate: true)
+        diffBias = DNNLMemory(OneDNN.query(weightsPD, dnnl_query_diff_weights_md, 1))
+        backwardWeights = DNNLPrimitive(weightsPD, [(DNNL_ARG_SRC, weightsSrc.inner), (DNNL_ARG_DIFF_DST, weightsDiffDst.inner),
+                                                    (DNNL_ARG_DIFF_WEIGHTS, diffWeights.inner), (DNNL_ARG_DIFF_BIAS, diffBias),
+                                                    (DNNL_ARG_SCRATCHPAD, scratchpads[2])])
+    }
+
+    deinit { scratch.deallocate() }
+}
