@@ -3,7 +3,7 @@ import Model
 import Support
 import Testing
 
-/// The mixup/cutmix soft-target cross-entropy: hand-computed values, agreement with the
+/// Cross-entropy on mixup/cutmix soft targets: hand-computed values, agreement with the
 /// one-hot loss, and its gradient against central finite differences.
 @Suite struct SoftTargetLossTests {
     func evaluate(_ logits: [Float], _ targets: [Float]?, labels: [Int32], classes: Int, gradScale: Float = 1) -> (LossResult, [Float]) {
@@ -12,11 +12,11 @@ import Testing
         let r = logits.withUnsafeBufferPointer { z in labels.withUnsafeBufferPointer { l in d.withUnsafeMutableBufferPointer { db in
             if let targets {
                 return targets.withUnsafeBufferPointer { t in
-                    SoftTargetCrossEntropy().evaluate(logits: z.baseAddress!, labels: l.baseAddress!, targets: t.baseAddress!, batch: batch,
+                    CrossEntropyLoss().evaluate(logits: z.baseAddress!, labels: l.baseAddress!, targets: t.baseAddress!, batch: batch,
                                                       classes: classes, gradScale: gradScale, dLogits: db.baseAddress!)
                 }
             }
-            return SoftTargetCrossEntropy().evaluate(logits: z.baseAddress!, labels: l.baseAddress!, targets: nil, batch: batch,
+            return CrossEntropyLoss().evaluate(logits: z.baseAddress!, labels: l.baseAddress!, targets: nil, batch: batch,
                                                      classes: classes, gradScale: gradScale, dLogits: db.baseAddress!)
         } } }
         return (r, d)
