@@ -21,14 +21,16 @@ import TestSupport
         try PNGCodec.decode(Data(contentsOf: url), channels: 3, source: url.path)
     }
 
-    /// Acceptance: train on 2 ranks, evaluate best.ckpt on 2 ranks; metrics.json is consistent
-    /// with itself and counts every test image once; the other outputs agree with it.
+    /// Acceptance (issue 7): train on 2 ranks with AdamW, cosine after a 1-epoch warm-up and the
+    /// focal loss, evaluate best.ckpt on 2 ranks; metrics.json is consistent with itself and
+    /// counts every test image once; the other outputs agree with it.
     @Test func trainThenEvaluateOnTwoRanks() throws {
         let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
         let data = try Fixtures.dataset(in: dir, train: 512, test: 151)
         let run = dir.appendingPathComponent("run"), eval = dir.appendingPathComponent("eval")
         let t = try TestSupport.mpirun(2, ["train", "--train", data.train, "--val", data.test, "--epochs", "2",
-                                           "--batch-size", "64", "--out", run.path] + common)
+                                           "--batch-size", "64", "--optimizer", "adamw", "--lr", "0.003", "--scheduler", "cosine",
+                                           "--warmup-epochs", "1", "--loss", "focal", "--out", run.path] + common)
         #expect(t.status == 0, "\(t.stderr)")
         let curves = try Self.png(run.appendingPathComponent("curves.png"))
         #expect(curves.width > 400 && curves.height > 200)
