@@ -36,6 +36,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
+        /// Process-wide heap allocation counter (interposes malloc & co., forwards to glibc).
+        .target(name: "CAllocCounter"),
+
         // MARK: Core libraries
         /// Small shared pieces: seeded RNG, atomic file writes, JSON lines, errors.
         .target(name: "Support", swiftSettings: cpuFlags),
@@ -48,7 +51,7 @@ let package = Package(
                                                .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: cpuFlags),
         /// The data-parallel training loop, evaluation and benchmark, built on the above.
-        .target(name: "Training", dependencies: ["Dist", "Model", "Shards", "Support"],
+        .target(name: "Training", dependencies: ["Dist", "Model", "Shards", "Support", "CAllocCounter"],
                 swiftSettings: cpuFlags),
 
         // MARK: Executable

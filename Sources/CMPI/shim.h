@@ -10,6 +10,7 @@ static inline MPI_Comm shim_MPI_COMM_WORLD(void) { return MPI_COMM_WORLD; }
 static inline MPI_Comm shim_MPI_COMM_NULL(void) { return MPI_COMM_NULL; }
 static inline MPI_Request shim_MPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Status *shim_MPI_STATUS_IGNORE(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Status *shim_MPI_STATUSES_IGNORE(void) { return MPI_STATUSES_IGNORE; }
 static inline MPI_Errhandler shim_MPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN; }
 static inline void *shim_MPI_IN_PLACE(void) { return MPI_IN_PLACE; }
 

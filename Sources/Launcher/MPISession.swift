@@ -60,3 +60,8 @@ func parseBytes(_ text: String, name: String) throws -> Int {
     guard let v = Double(t), v >= 0 else { throw ValidationError("--\(name): '\(text)' is not a size such as 512MB or 2GB") }
     return Int(v)
 }
+
+/// A switch option spelled on|off.
+enum OnOff: String, ExpressibleByArgument, CaseIterable {
+    case on, off
+}

@@ -29,6 +29,14 @@ public final class Network {
     private var outputs: [UnsafeMutablePointer<Float>] = []
     private var gradA: UnsafeMutablePointer<Float>?, gradB: UnsafeMutablePointer<Float>?
     private var specsPerLayer: [[ParameterSpec]] = []
+    /// Store offset of each top-level layer's first parameter (nil: the layer has none).
+    private var firstParameterOffset: [Int?] = []
+
+    /// Receives the gradient watermark during `backward` (nil: nobody is told). Weak: the
+    /// observer usually owns a reference to the network's store.
+    public weak var gradientObserver: GradientProgressObserver? {
+        didSet { for l in layers { (l.layer as? Sequential)?.attach(gradientObserver, base: store.gradients) } }
+    }
 
     public init(spec: ModelSpec, layers: [NamedLayer]) throws {
         self.spec = spec
@@ -56,6 +64,7 @@ public final class Network {
                 gradients: store.slots[pi..<pi + np].map { store.gradients + $0.range.lowerBound },
                 state: store.stateSlots[si..<si + ns].map { store.state + $0.range.lowerBound })
             l.layer.bind(binding)
+            firstParameterOffset.append(np > 0 ? store.slots[pi].range.lowerBound : nil)
             pi += np; si += ns
         }
     }
@@ -147,6 +156,7 @@ public final class Network {
             let x = i == 0 ? input : UnsafePointer(outputs[i - 1])
             let dx: UnsafeMutablePointer<Float>? = i == 0 ? nil : (useA ? gradA! : gradB!)
             layers[i].layer.backward(x: x, y: outputs[i], dy: dy, dx: dx, batch: batch, mode: mode)
+            gradientObserver?.backwardProgress(finalFrom: firstParameterOffset[i])
             if let dx { dy = UnsafePointer(dx) }
             useA.toggle()
         }

@@ -73,6 +73,9 @@ public struct TrainOptions: Codable, Sendable {
     public var checkpointEvery = 0
     /// Gradient allreduce bucket size in floats.
     public var bucketElements = 1 << 20
+    /// Start each bucket's allreduce during backward, as soon as its gradients are final
+    /// (`--overlap-allreduce on`), instead of all of them after backward.
+    public var overlapAllreduce = true
     public var threads = 1
     public var loaderThreads = 1
     public var prefetch = 3
@@ -127,6 +130,7 @@ public struct TrainOptions: Codable, Sendable {
         if let q = maxRequestsPerSecond { r["max_requests_per_sec"] = "\(q)" }
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
+        r["overlap_allreduce"] = overlapAllreduce ? "on" : "off"
         r.merge(runControl.record) { a, _ in a }
         return r
     }

@@ -47,6 +47,8 @@ struct EpochState {
     var lr: Float
     var failures: [SampleFailure] = []
     var allreduceNanos: UInt64 = 0
+    /// Of that, the time blocked waiting for it after backward (equal without overlap).
+    var allreduceWaitNanos: UInt64 = 0
     /// Optimizer updates applied, gradient allreduce calls before the epoch, and the sum of the
     /// gradient norms before clipping (with --clip-grad-norm).
     var updates = 0
@@ -75,6 +77,8 @@ final class TrainingRun {
     let maxLocal: Int
     let evalLocal: Int
     let reducer: BucketedAllreduce
+    /// Backward-driven bucket starts (with `--overlap-allreduce on`).
+    let overlap: OverlappedReduction?
     let optimizer: SGD
     let schedule: LearningRateSchedule
     let cache: ImageCache
@@ -124,6 +128,7 @@ final class TrainingRun {
         self.cache = cache
         net.prepare(maxBatch: max(maxLocal, evalLocal))
         reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
+        overlap = o.overlapAllreduce ? OverlappedReduction(reducer: reducer, network: net) : nil
         optimizer = Self.makeOptimizer(o)
         schedule = Self.makeSchedule(o, stepsPerEpoch: sampler.stepsPerEpoch)
         trainSource = ImageSampleSource(set: data.train, format: format, cache: cache)
