@@ -13,12 +13,14 @@ extern void __libc_free(void *);
 extern void *__libc_memalign(size_t, size_t);
 
 static atomic_int enabled;
+/* Counting limited to one thread (tests run beside other tests in the same process). */
+static __thread int thread_enabled __attribute__((tls_model("initial-exec")));
 static atomic_int seen;
 static atomic_uint_fast64_t allocations, frees, bytes;
 
 static inline void count_allocation(size_t n) {
     atomic_store_explicit(&seen, 1, memory_order_relaxed);
-    if (atomic_load_explicit(&enabled, memory_order_relaxed)) {
+    if (thread_enabled || atomic_load_explicit(&enabled, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&allocations, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&bytes, n, memory_order_relaxed);
     }
@@ -40,17 +42,17 @@ int posix_memalign(void **out, size_t a, size_t n) {
 }
 
 void free(void *p) {
-    if (p != NULL && atomic_load_explicit(&enabled, memory_order_relaxed))
+    if (p != NULL && (thread_enabled || atomic_load_explicit(&enabled, memory_order_relaxed)))
         atomic_fetch_add_explicit(&frees, 1, memory_order_relaxed);
     __libc_free(p);
 }
 
-void distrainer_alloc_counter_start(void) {
+void distrainer_alloc_counter_start(int this_thread_only) {
     atomic_store(&allocations, 0); atomic_store(&frees, 0); atomic_store(&bytes, 0);
     atomic_store(&seen, 0);
-    atomic_store(&enabled, 1);
+    if (this_thread_only) thread_enabled = 1; else atomic_store(&enabled, 1);
 }
-void distrainer_alloc_counter_stop(void) { atomic_store(&enabled, 0); }
+void distrainer_alloc_counter_stop(void) { thread_enabled = 0; atomic_store(&enabled, 0); }
 uint64_t distrainer_alloc_counter_allocations(void) { return atomic_load(&allocations); }
 uint64_t distrainer_alloc_counter_frees(void) { return atomic_load(&frees); }
 uint64_t distrainer_alloc_counter_bytes(void) { return atomic_load(&bytes); }

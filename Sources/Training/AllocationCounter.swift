@@ -17,9 +17,10 @@ public enum AllocationCounter {
     /// brings its own malloc): counts are meaningful only then.
     public static var isActive: Bool { distrainer_alloc_counter_active() != 0 }
 
-    /// Allocations made while `body` runs (by any thread).
-    public static func count(_ body: () throws -> Void) rethrows -> Counts {
-        distrainer_alloc_counter_start()
+    /// Allocations made while `body` runs: by any thread, or with `thisThreadOnly` by the calling
+    /// thread only (for tests, which share the process with other tests).
+    public static func count(thisThreadOnly: Bool = false, _ body: () throws -> Void) rethrows -> Counts {
+        distrainer_alloc_counter_start(thisThreadOnly ? 1 : 0)
         defer { distrainer_alloc_counter_stop() }
         try body()
         distrainer_alloc_counter_stop()

@@ -7,8 +7,9 @@
    aligned_alloc defined in alloc_counter.c interpose the libc symbols (the executable's
    definitions come first in symbol lookup) and forward to glibc's __libc_* entry points. */
 
-/* Starts counting (and clears the counters). */
-void distrainer_alloc_counter_start(void);
+/* Starts counting (and clears the counters): every thread's allocations, or with
+   this_thread_only only the calling thread's. */
+void distrainer_alloc_counter_start(int this_thread_only);
 /* Stops counting; the counters keep their values. */
 void distrainer_alloc_counter_stop(void);
 /* Calls of malloc, calloc, realloc (a realloc counts as one allocation), memalign,
