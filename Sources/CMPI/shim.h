@@ -27,6 +27,25 @@ static inline MPI_Op shim_MPI_SUM(void) { return MPI_SUM; }
 static inline MPI_Op shim_MPI_MAX(void) { return MPI_MAX; }
 static inline MPI_Op shim_MPI_MIN(void) { return MPI_MIN; }
 
+/* Persistent allreduce (MPI 4.0 MPI_Allreduce_init; OpenMPI 4.1 has it as the MPIX_ pcollreq
+   extension): the schedule and temporary buffers are set up once, MPI_Start reuses them, so a
+   training step's reductions allocate nothing. Returns MPI_ERR_UNSUPPORTED_OPERATION where
+   neither exists (the caller then falls back to MPI_Iallreduce). */
+#if defined(OPEN_MPI) && OPEN_MPI
+#include <mpi-ext.h>
+#endif
+static inline int shim_allreduce_init_in_place(void *buffer, int count, MPI_Datatype type, MPI_Op op,
+                                               MPI_Comm comm, MPI_Request *request) {
+#if MPI_VERSION >= 4
+    return MPI_Allreduce_init(MPI_IN_PLACE, buffer, count, type, op, comm, MPI_INFO_NULL, request);
+#elif defined(OMPI_HAVE_MPI_EXT_PCOLLREQ)
+    return MPIX_Allreduce_init(MPI_IN_PLACE, buffer, count, type, op, comm, MPI_INFO_NULL, request);
+#else
+    (void)buffer; (void)count; (void)type; (void)op; (void)comm; (void)request;
+    return MPI_ERR_UNSUPPORTED_OPERATION;
+#endif
+}
+
 /* Integer constants (plain #defines import, but keep them next to the rest for clarity) */
 static inline int shim_MPI_SUCCESS(void) { return MPI_SUCCESS; }
 static inline int shim_MPI_UNDEFINED(void) { return MPI_UNDEFINED; }
