@@ -132,7 +132,8 @@ public enum Benchmark {
         // Per mode: aggregate images/s and the allreduce seconds per step on the critical path
         // ("wait") and in flight ("span"), medians over windows and then over ranks.
         var perMode: [String: Any] = [:]
-        for (m, ws) in windows {
+        for m in modes {   // the same order on every rank (gather is collective)
+            let ws = windows[m] ?? []
             let stats = try comm.gather([median(ws.map(\.wait)), median(ws.map(\.span))], root: 0)
             perMode[m ? "on" : "off"] = [
                 "images_per_sec": median(ws.map(\.aggregate)),
