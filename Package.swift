@@ -39,6 +39,9 @@ let package = Package(
         /// oneDNN 2.6 (no pkg-config file in Debian; links libdnnl and its OpenMP runtime).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
+        /// Process-wide heap allocation counter (interposes malloc & co., forwards to glibc).
+        .target(name: "CAllocCounter"),
+
         // MARK: Core libraries
         /// Small shared pieces: seeded RNG, atomic file writes, JSON lines, errors.
         .target(name: "Support", swiftSettings: cpuFlags),
@@ -51,7 +54,7 @@ let package = Package(
                                                .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: cpuFlags),
         /// The data-parallel training loop, evaluation and benchmark, built on the above.
-        .target(name: "Training", dependencies: ["Dist", "Model", "Shards", "Support"],
+        .target(name: "Training", dependencies: ["Dist", "Model", "Shards", "Support", "CAllocCounter"],
                 swiftSettings: cpuFlags),
 
         // MARK: Executable

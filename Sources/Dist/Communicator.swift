@@ -37,6 +37,9 @@ public protocol Communicator: AnyObject {
     /// Non-blocking in-place allreduce (MPI_Iallreduce); the buffer must stay valid (and
     /// untouched) until `wait()` returns.
     func iallreduce<T: MPIScalar>(_ buffer: UnsafeMutableBufferPointer<T>, op: ReduceOp) throws -> CommRequest
+    /// `capacity` reusable slots for non-blocking in-place reductions (allocated once here;
+    /// starting and completing them allocates nothing).
+    func makeReductionRequests(capacity: Int) -> ReductionRequests
     /// Root's bytes are copied into `buffer` on every rank (same length on every rank).
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     /// Variable-length: root's bytes are returned on every rank (length broadcast first);

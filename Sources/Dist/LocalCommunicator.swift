@@ -17,6 +17,10 @@ public final class LocalCommunicator: Communicator, Sendable {
         CompletedRequest()
     }
 
+    public func makeReductionRequests(capacity: Int) -> ReductionRequests {
+        CompletedReductions(capacity: capacity)
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         try checkRoot(root, "MPI_Bcast")
     }

@@ -43,7 +43,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     // MARK: Checking
 
     @inline(__always)
-    private func check(_ rc: Int32, _ operation: StaticString) throws {
+    func check(_ rc: Int32, _ operation: StaticString) throws {
         if rc != MPI_SUCCESS { throw failure(rc, "\(operation)") }
     }
 
@@ -104,6 +104,10 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
             offset += n
         }
         return request
+    }
+
+    public func makeReductionRequests(capacity: Int) -> ReductionRequests {
+        MPIReductionRequests(capacity: capacity, communicator: self)
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
@@ -232,7 +236,7 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         }
     }
 
-    private func mpiOp(_ op: ReduceOp) -> MPI_Op {
+    func mpiOp(_ op: ReduceOp) -> MPI_Op {
         switch op {
         case .sum: return shim_MPI_SUM()
         case .max: return shim_MPI_MAX()

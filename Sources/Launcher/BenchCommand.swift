@@ -23,15 +23,24 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Convolution backend: onednn or openblas.") var convBackend = "onednn"
     @Option(help: "oneDNN convolution algorithm: direct, winograd or auto.") var convAlgo = "direct"
+    @Option(help: "Gradient allreduce: overlapped with backward (on), after it (off), or both in alternating windows (reports the fraction hidden).") var overlapAllreduce = "both"
+    @Option(help: "Poll MPI (MPI_Testall) between layers so pending bucket allreduces progress: on|off.") var mpiProgress: OnOff = .on
+    @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
     @Option(help: "Also append the JSON line to this file.") var json: String?
 
     func run() throws {
+        guard let mode = OverlapMode(rawValue: overlapAllreduce) else {
+            throw ValidationError("--overlap-allreduce: '\(overlapAllreduce)' is not on, off or both")
+        }
         try MPISession.run { comm in
             var o = BenchOptions()
             o.model = model; o.imageSize = imageSize; o.channels = channels; o.classes = classes
             o.batchSize = batchSize; o.steps = steps; o.windows = windows; o.warmup = warmup
             o.threads = threads ?? defaultThreads()
             o.convBackend = convBackend; o.convAlgorithm = convAlgo
+            o.overlap = mode
+            o.pollProgress = mpiProgress == .on
+            o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
             let result = try Benchmark.run(o, comm: comm)
             if comm.rank == 0 {
                 let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])

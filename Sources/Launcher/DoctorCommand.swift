@@ -283,13 +283,23 @@ struct DoctorCommand: ParsableCommand {
         var grad = (0..<10_007).map { Float(r + 1) + Float($0 % 5) }
         try grad.withUnsafeMutableBufferPointer { try bucketed.reduce($0.baseAddress!) }
         try record("bucketed_allreduce") {
-            let planOK = bucketed.buckets.count == 11 && bucketed.buckets.first?.lowerBound == 0
-                && bucketed.buckets.last?.upperBound == 10_007
-                && zip(bucketed.buckets, bucketed.buckets.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound }
+            let planOK = bucketed.buckets.count == 11 && bucketed.buckets.last?.lowerBound == 0
+                && bucketed.buckets.first?.upperBound == 10_007
+                && zip(bucketed.buckets, bucketed.buckets.dropFirst()).allSatisfy { $0.lowerBound == $1.upperBound }
                 && bucketed.buckets.allSatisfy { $0.count <= 1000 && !$0.isEmpty }
             return planOK && bucketed.callCount == 1
                 && grad.indices.allSatisfy { grad[$0] == Float(triangle) + Float(n * ($0 % 5)) }
         }
+
+        // The overlapped path (buckets started as a falling watermark passes them, as backward
+        // does) gives bitwise the same sums as the blocking one.
+        var overlapped = (0..<10_007).map { Float(r + 1) + Float($0 % 5) }
+        try overlapped.withUnsafeMutableBufferPointer { g in
+            bucketed.beginOverlap(g.baseAddress!)
+            for offset in stride(from: 10_007, through: 0, by: -700) { try bucketed.gradientsFinal(from: offset) }
+            try bucketed.finishOverlap()
+        }
+        try record("overlapped_allreduce") { overlapped == grad && bucketed.callCount == 2 }
 
         // Error reporting: an invalid color (on every rank) must come back as a DistError naming
         // this rank and the operation, not abort. Relies on MPI's argument checking, so it is

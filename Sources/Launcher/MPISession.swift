@@ -71,3 +71,8 @@ func isInside(_ path: String, _ folder: String) -> Bool {
     let a = parts(path), b = parts(folder)
     return a.count >= b.count && Array(a.prefix(b.count)) == b
 }
+
+/// A switch option spelled on|off.
+enum OnOff: String, ExpressibleByArgument, CaseIterable {
+    case on, off
+}

@@ -64,6 +64,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Virtual shards of the data order (default: the largest multiple of the rank count ≤ min(batch, 64)); the world size must divide it. A resumed run keeps its own.") var virtualShards: Int?
     @Option(help: "Also write last.ckpt every N optimizer steps (0: at the end of each epoch only).") var checkpointEvery = 0
     @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
+    @Option(help: "Start each bucket's gradient allreduce during backward as soon as it is complete (on) or all after backward (off).") var overlapAllreduce: OnOff = .on
     @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
     @Option(help: "Convolution backend: onednn (blocked-layout oneDNN kernels, the faster) or openblas (im2col + sgemm, portable).") var convBackend = "onednn"
@@ -119,6 +120,7 @@ struct TrainingOptionGroup: ParsableArguments {
         o.virtualShards = virtualShards
         o.checkpointEvery = checkpointEvery
         o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))
+        o.overlapAllreduce = overlapAllreduce == .on
         o.threads = threads ?? defaultThreads()
         o.loaderThreads = loaderThreads
         o.convBackend = convBackend

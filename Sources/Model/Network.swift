@@ -40,6 +40,14 @@ public final class Network {
     /// Per conversion point: the converted activation; plus one buffer for converting gradients back.
     private var converted: [Int: UnsafeMutablePointer<Float>] = [:]
     private var gradScratch: UnsafeMutablePointer<Float>?
+    /// Store offset of each top-level layer's first parameter (nil: the layer has none).
+    private var firstParameterOffset: [Int?] = []
+
+    /// Receives the gradient watermark during `backward` (nil: nobody is told). Weak: the
+    /// observer usually owns a reference to the network's store.
+    public weak var gradientObserver: GradientProgressObserver? {
+        didSet { for l in layers { (l.layer as? Sequential)?.attach(gradientObserver, base: store.gradients) } }
+    }
 
     public init(spec: ModelSpec, layers: [NamedLayer]) throws {
         self.spec = spec
@@ -79,6 +87,7 @@ public final class Network {
                 gradients: store.slots[pi..<pi + np].map { store.gradients + $0.range.lowerBound },
                 state: store.stateSlots[si..<si + ns].map { store.state + $0.range.lowerBound })
             l.layer.bind(binding)
+            firstParameterOffset.append(np > 0 ? store.slots[pi].range.lowerBound : nil)
             pi += np; si += ns
         }
     }
@@ -204,8 +213,11 @@ public final class Network {
             if converts {
                 LayoutConversion.convert(gradScratch!, from: wantedLayout(i), to: producedLayout(i), dx!, shape: inputShape(i), batch: batch)
             }
+            gradientObserver?.backwardProgress(finalFrom: firstParameterOffset[i])
             if let dx { dy = UnsafePointer(dx) }
             useA.toggle()
         }
+        // A frozen prefix is skipped: its (zero) gradients are final too.
+        if firstTrainableLayer > 0 { gradientObserver?.backwardProgress(finalFrom: 0) }
     }
 }

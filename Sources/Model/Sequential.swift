@@ -57,6 +57,12 @@ public final class Sequential: CompositeLayer {
     public private(set) var shapes: [FeatureShape] = []
     private var outputs: [FloatBuffer] = []
     private var gradA: FloatBuffer?, gradB: FloatBuffer?
+    /// First gradient pointer of each sub-layer (nil: it has no parameters), from `bind`.
+    private var firstGradient: [UnsafeMutablePointer<Float>?] = []
+    /// Told after each sub-layer's backward (see `GradientProgressObserver`), with offsets
+    /// relative to `gradientBase` (the store's gradient buffer).
+    private weak var observer: GradientProgressObserver?
+    private var gradientBase: UnsafeMutablePointer<Float>?
 
     public init(_ sublayers: [NamedLayer]) { self.sublayers = sublayers }
 
@@ -75,7 +81,22 @@ public final class Sequential: CompositeLayer {
 
     public var parameterSpecs: [ParameterSpec] { sublayers.prefixedParameterSpecs }
     public var stateSpecs: [StateSpec] { sublayers.prefixedStateSpecs }
-    public func bind(_ binding: ParameterBinding) { sublayers.bindEach(binding) }
+    public func bind(_ binding: ParameterBinding) {
+        sublayers.bindEach(binding)
+        var p = 0
+        firstGradient = sublayers.map { l in
+            let np = l.layer.parameterSpecs.count
+            defer { p += np }
+            return np > 0 ? binding.gradients[p] : nil
+        }
+    }
+
+    /// Reports backward progress to `observer` (and passes it on to nested `Sequential`s).
+    func attach(_ observer: GradientProgressObserver?, base: UnsafeMutablePointer<Float>) {
+        self.observer = observer
+        gradientBase = base
+        for l in sublayers { (l.layer as? Sequential)?.attach(observer, base: base) }
+    }
 
     public func prepare(maxBatch: Int) {
         outputs = shapes.dropLast().map { FloatBuffer(count: maxBatch * $0.count) }
@@ -103,6 +124,9 @@ public final class Sequential: CompositeLayer {
             let yi = i == sublayers.count - 1 ? y : UnsafePointer(outputs[i].pointer)
             let dxi = i == 0 ? dx : (useA ? gradA! : gradB!).pointer
             sublayers[i].layer.backward(x: xi, y: yi, dy: g, dx: dxi, batch: batch, mode: mode)
+            if let observer, let base = gradientBase {
+                observer.backwardProgress(finalFrom: firstGradient[i].map { $0 - base })
+            }
             if let dxi { g = UnsafePointer(dxi) }
             useA.toggle()
         }

@@ -118,6 +118,9 @@ public struct TrainOptions: Codable, Sendable {
     public var checkpointEvery = 0
     /// Gradient allreduce bucket size in floats.
     public var bucketElements = 1 << 20
+    /// Start each bucket's allreduce during backward, as soon as its gradients are final
+    /// (`--overlap-allreduce on`), instead of all of them after backward.
+    public var overlapAllreduce = true
     public var threads = 1
     /// Convolution backend (`--conv-backend`: onednn, openblas) and oneDNN's algorithm (`--conv-algo`).
     public var convBackend = "onednn"
@@ -197,6 +200,7 @@ public struct TrainOptions: Codable, Sendable {
         if let v = virtualShards { r["virtual_shards"] = "\(v)" }
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
         r.merge(recipeRecord) { a, _ in a }
+        r["overlap_allreduce"] = overlapAllreduce ? "on" : "off"
         r.merge(runControl.record) { a, _ in a }
         r["augment"] = augment.summary; r["normalize"] = normalization.rawValue
         return r

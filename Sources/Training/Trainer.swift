@@ -74,7 +74,10 @@ public final class Trainer {
             throw TrainingError.invalidOption("--batch-size, --eval-batch-size and --epochs must be positive")
         }
         try o.runControl.validate()
-        BLAS.setThreads(o.threads)
+        ComputeThreads.configure(o.threads)
+        if comm.rank == 0, let warning = ComputeThreads.oversubscriptionWarning(threads: o.threads) {
+            FileHandle.standardError.write(Data("distrainer: \(warning)\n".utf8))
+        }
         let run = try setUp(data)
         defer { run.shutdown() }
         if run.control.stopped, comm.rank == 0 { log("this run already stopped early at step \(run.globalStep)") }
@@ -267,11 +270,12 @@ public final class Trainer {
         var loaded = 0
         let lossBefore = e.totals.lossSum
         run.beginStepWeights()
-        for _ in 0..<run.accumSteps {
+        for micro in 0..<run.accumSteps {
             guard let batch = try run.trainLoader.next() else { return false }
             e.failures += batch.failures
             loaded += batch.count
             run.addStepWeights(batch)
+            if micro == run.accumSteps - 1 { run.overlap?.arm() }   // only the last backward starts allreduces
             try forwardBackward(run, &e, batch: batch, gradScale: 1 / Float(max(scheduled, 1)))
             run.trainLoader.recycle(batch)
         }
@@ -287,7 +291,7 @@ public final class Trainer {
         e.lr = run.schedule.rate(atStep: run.globalStep)
         if globalCount > 0, normaliser > 0 {
             try applyUpdate(run, &e, rescale: normaliser == Double(scheduled) ? 1 : Float(Double(scheduled) / normaliser))
-        }
+        } else if run.reducer.isOverlapping { try run.overlap?.finish() }
         run.globalStep += 1
         return true
     }
@@ -320,9 +324,16 @@ public final class Trainer {
     /// learning rate, and moves the weight average.
     func applyUpdate(_ run: TrainingRun, _ e: inout EpochState, rescale: Float) throws {
         let store = run.net.store
-        let t = DispatchTime.now().uptimeNanoseconds
-        try run.reducer.reduce(store.gradients)
-        e.allreduceNanos += DispatchTime.now().uptimeNanoseconds - t
+        if let overlap = run.overlap, run.reducer.isOverlapping {
+            try overlap.finish()
+            e.allreduceNanos += run.reducer.lastSpanNanos
+            e.allreduceWaitNanos += run.reducer.lastWaitNanos
+        } else {
+            let t = DispatchTime.now().uptimeNanoseconds
+            try run.reducer.reduce(store.gradients)
+            let dt = DispatchTime.now().uptimeNanoseconds - t
+            e.allreduceNanos += dt; e.allreduceWaitNanos += dt
+        }
         if rescale != 1 { for i in 0..<store.count { store.gradients[i] *= rescale } }
         if let maxNorm = options.runControl.clipGradNorm {
             e.gradNormSum += GradientClipping.clip(store.gradients, count: store.count, maxNorm: maxNorm)
@@ -339,7 +350,7 @@ public final class Trainer {
     func reduceEpoch(_ run: TrainingRun, _ e: EpochState) throws -> ([String: Any], [Double]) {
         let world = Double(comm.size)
         let sums = try comm.allreduce(e.totals.array + [Double(e.failures.count), run.trainLoader.waitSeconds,
-                                                        Double(e.allreduceNanos) / 1e9], op: .sum)
+                                                        Double(e.allreduceNanos) / 1e9, Double(e.allreduceWaitNanos) / 1e9], op: .sum)
         let seconds = try comm.allreduce([Date().timeIntervalSince(e.started)], op: .max)[0]
         let totals = EpochTotals(Array(sums[0..<3]))
         let stepsRun = e.endStep - e.firstStep
@@ -351,6 +362,8 @@ public final class Trainer {
             "seconds": seconds,
             "data_stall": seconds > 0 ? sums[4] / world / seconds : 0,
             "allreduce_fraction": seconds > 0 ? sums[5] / world / seconds : 0,
+            // Time blocked on the allreduce after backward; below allreduce_fraction when overlapped.
+            "allreduce_wait_fraction": seconds > 0 ? sums[6] / world / seconds : 0,
             "skipped": Int(sums[3]),
             // Rank 0's pipeline depths at the epoch's end (batches decoded / fetched ahead).
             "prefetch_depth": run.trainLoader.depth, "fetch_ahead_depth": run.trainLoader.fetchDepth,

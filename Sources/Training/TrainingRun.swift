@@ -51,6 +51,8 @@ struct EpochState {
     var lr: Float
     var failures: [SampleFailure] = []
     var allreduceNanos: UInt64 = 0
+    /// Of that, the time blocked waiting for it after backward (equal without overlap).
+    var allreduceWaitNanos: UInt64 = 0
     /// Optimizer updates applied, gradient allreduce calls before the epoch, and the sum of the
     /// gradient norms before clipping (with --clip-grad-norm).
     var updates = 0
@@ -88,6 +90,8 @@ final class TrainingRun {
     let lossFunction: Loss
     /// This rank's weight sum of the current step (weighted losses), allreduced in place.
     private let weightSum = UnsafeMutableBufferPointer<Double>.allocate(capacity: 1)
+    /// Backward-driven bucket starts (with `--overlap-allreduce on`).
+    let overlap: OverlappedReduction?
     let cache: ImageCache
     let trainSource: ImageSampleSource
     /// Mixup/cutmix of the training data (nil: off) and its soft targets [maxLocal, classes].
@@ -138,6 +142,7 @@ final class TrainingRun {
         self.cache = cache
         net.prepare(maxBatch: max(maxLocal, evalLocal))
         reducer = BucketedAllreduce(count: net.store.count, bucketElements: o.bucketElements, communicator: comm)
+        overlap = o.overlapAllreduce ? OverlappedReduction(reducer: reducer, network: net) : nil
         optimizer = o.makeOptimizer()
         // The schedule spans all epochs; --max-steps only stops early (so a stopped run resumes on schedule).
         schedule = try o.makeSchedule(stepsPerEpoch: stepsPerEpoch, totalSteps: stepsPerEpoch * o.epochs, hasValidation: data.val != nil)

@@ -12,7 +12,7 @@ import TestSupport
         "allreduce_sum_int64", "allreduce_max_int64", "allreduce_min_int64",
         "allreduce_sum_int32", "allreduce_max_uint8",
         "broadcast_raw", "broadcast_bytes", "gather_fixed", "gather_bytes", "barrier",
-        "split_even_odd", "iallreduce", "bucketed_allreduce", "error_reporting",
+        "split_even_odd", "iallreduce", "bucketed_allreduce", "overlapped_allreduce", "error_reporting",
     ]
 
     /// Runs `body` with an environment whose TMPDIR is a fresh directory, removed afterwards.

@@ -51,10 +51,11 @@ import Testing
 }
 
 @Suite struct BucketPlanTests {
-    /// The plan covers [0, count) exactly, in order, disjoint, each bucket non-empty and ≤ bucketElements.
+    /// The plan covers [0, count) exactly, from the end backwards (backward's order), disjoint,
+    /// each bucket non-empty and ≤ bucketElements.
     static func checkPlan(_ plan: [Range<Int>], count: Int, bucketElements: Int) {
         var next = 0
-        for r in plan {
+        for r in plan.reversed() {
             #expect(r.lowerBound == next)
             #expect(!r.isEmpty)
             #expect(r.count <= bucketElements)
@@ -71,9 +72,9 @@ import Testing
         #expect(b.buckets == BucketedAllreduce.plan(count: count, bucketElements: bucketElements))
     }
 
-    @Test func lastBucketIsRemainder() {
+    @Test func lowestBucketIsRemainder() {
         let plan = BucketedAllreduce.plan(count: 10, bucketElements: 4)
-        #expect(plan == [0..<4, 4..<8, 8..<10])
+        #expect(plan == [6..<10, 2..<6, 0..<2])
     }
 
     @Test func reduceOnLocalIsIdentityAndCounts() throws {
@@ -84,5 +85,26 @@ import Testing
         try x.withUnsafeMutableBufferPointer { try b.reduce($0.baseAddress!) }
         #expect(x == before)
         #expect(b.callCount == 2)
+    }
+
+    /// `gradientsFinal(from:)` starts exactly the buckets lying entirely above the watermark.
+    @Test func bucketsStartWhenTheirWholeRangeIsFinal() throws {
+        let r = BucketedAllreduce(count: 10, bucketElements: 4, communicator: LocalCommunicator())   // [6,10) [2,6) [0,2)
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 10)
+        defer { buffer.deallocate() }
+        try r.gradientsFinal(from: 0)   // not armed: nothing happens
+        #expect(!r.isOverlapping)
+        r.beginOverlap(buffer)
+        try r.gradientsFinal(from: 7)
+        #expect(r.lastEarlyBuckets == 0)
+        try r.gradientsFinal(from: 6)
+        #expect(r.lastEarlyBuckets == 1)
+        try r.gradientsFinal(from: Int.max)
+        try r.gradientsFinal(from: 3)
+        #expect(r.lastEarlyBuckets == 1)
+        try r.gradientsFinal(from: 1)
+        #expect(r.lastEarlyBuckets == 2)
+        try r.finishOverlap()
+        #expect(!r.isOverlapping && r.callCount == 1 && r.lastEarlyBuckets == 2)
     }
 }

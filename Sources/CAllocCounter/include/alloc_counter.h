@@ -1,0 +1,23 @@
+#ifndef DISTRAINER_ALLOC_COUNTER_H
+#define DISTRAINER_ALLOC_COUNTER_H
+#include <stdint.h>
+
+/* Counts heap allocations of the whole process (every thread, every library) while enabled.
+   The allocator itself stays glibc's: malloc/calloc/realloc/free/memalign/posix_memalign/
+   aligned_alloc defined in alloc_counter.c interpose the libc symbols (the executable's
+   definitions come first in symbol lookup) and forward to glibc's __libc_* entry points. */
+
+/* Starts counting (and clears the counters): every thread's allocations, or with
+   this_thread_only only the calling thread's. */
+void distrainer_alloc_counter_start(int this_thread_only);
+/* Stops counting; the counters keep their values. */
+void distrainer_alloc_counter_stop(void);
+/* Calls of malloc, calloc, realloc (a realloc counts as one allocation), memalign,
+   posix_memalign, aligned_alloc while enabled. */
+uint64_t distrainer_alloc_counter_allocations(void);
+uint64_t distrainer_alloc_counter_frees(void);
+uint64_t distrainer_alloc_counter_bytes(void);
+/* 1 when this file's malloc is the one the process calls (interposition worked). */
+int distrainer_alloc_counter_active(void);
+
+#endif
