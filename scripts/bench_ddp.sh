@@ -18,18 +18,19 @@ TORCHRUN=$(dirname "$PY")/torchrun
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-W="--windows 3 --steps 10 --warmup 3"
-for i in $(seq "$LAUNCHES"); do
-  "$BIN" bench --model refcnn --batch-size 64 --threads 1 --overlap-allreduce off $W | tail -1 >> "$OUT/single.jsonl"
+W=(--windows 3 --steps 10 --warmup 3)
+for _ in $(seq "$LAUNCHES"); do
+  "$BIN" bench --model refcnn --batch-size 64 --threads 1 --overlap-allreduce off "${W[@]}" | tail -1 >> "$OUT/single.jsonl"
   for b in $BUCKETS; do
-    mpirun --oversubscribe -n 2 "$BIN" bench --model refcnn --batch-size 64 --threads 1 --bucket-mb "$b" $W | tail -1 >> "$OUT/ddp_$b.jsonl"
+    mpirun --oversubscribe -n 2 "$BIN" bench --model refcnn --batch-size 64 --threads 1 --bucket-mb "$b" "${W[@]}" | tail -1 >> "$OUT/ddp_$b.jsonl"
   done
   if [ -x "$PY" ]; then
-    (cd "$BENCH" && "$PY" torch_bench.py --model refcnn --threads 1 $W | tail -1) >> "$OUT/torch.jsonl"
-    (cd "$BENCH" && "$TORCHRUN" --standalone --nproc_per_node=2 ddp_bench.py $W 2>/dev/null | grep '^{' | tail -1) >> "$OUT/torch_ddp.jsonl"
+    (cd "$BENCH" && "$PY" torch_bench.py --model refcnn --threads 1 "${W[@]}" | tail -1) >> "$OUT/torch.jsonl"
+    (cd "$BENCH" && "$TORCHRUN" --standalone --nproc_per_node=2 ddp_bench.py "${W[@]}" 2>/dev/null | grep '^{' | tail -1) >> "$OUT/torch_ddp.jsonl"
   fi
 done
 for f in "$OUT"/*.jsonl; do echo "== $(basename "$f")"; cat "$f"; done
+# shellcheck disable=SC2086  # the bucket sizes are separate arguments
 python3 - "$OUT" $BUCKETS <<'PY'
 import json, statistics, sys, os
 out, buckets = sys.argv[1], sys.argv[2:]
