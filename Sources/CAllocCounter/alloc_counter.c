@@ -17,12 +17,16 @@ static atomic_int enabled;
 static __thread int thread_enabled __attribute__((tls_model("initial-exec")));
 static atomic_int seen;
 static atomic_uint_fast64_t allocations, frees, bytes;
+/* Set while this thread is inside a library call marked as external (see alloc_counter.h). */
+static __thread int thread_external __attribute__((tls_model("initial-exec")));
+static atomic_uint_fast64_t external_allocations;
 
 static inline void count_allocation(size_t n) {
     atomic_store_explicit(&seen, 1, memory_order_relaxed);
     if (thread_enabled || atomic_load_explicit(&enabled, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&allocations, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&bytes, n, memory_order_relaxed);
+        if (thread_external) atomic_fetch_add_explicit(&external_allocations, 1, memory_order_relaxed);
     }
 }
 
@@ -49,13 +53,16 @@ void free(void *p) {
 
 void distrainer_alloc_counter_start(int this_thread_only) {
     atomic_store(&allocations, 0); atomic_store(&frees, 0); atomic_store(&bytes, 0);
-    atomic_store(&seen, 0);
+    atomic_store(&external_allocations, 0); atomic_store(&seen, 0);
     if (this_thread_only) thread_enabled = 1; else atomic_store(&enabled, 1);
 }
 void distrainer_alloc_counter_stop(void) { thread_enabled = 0; atomic_store(&enabled, 0); }
 uint64_t distrainer_alloc_counter_allocations(void) { return atomic_load(&allocations); }
 uint64_t distrainer_alloc_counter_frees(void) { return atomic_load(&frees); }
 uint64_t distrainer_alloc_counter_bytes(void) { return atomic_load(&bytes); }
+void distrainer_alloc_counter_enter_external(void) { thread_external = 1; }
+void distrainer_alloc_counter_leave_external(void) { thread_external = 0; }
+uint64_t distrainer_alloc_counter_external_allocations(void) { return atomic_load(&external_allocations); }
 
 int distrainer_alloc_counter_active(void) {
     atomic_store(&seen, 0);

@@ -17,6 +17,13 @@ void distrainer_alloc_counter_stop(void);
 uint64_t distrainer_alloc_counter_allocations(void);
 uint64_t distrainer_alloc_counter_frees(void);
 uint64_t distrainer_alloc_counter_bytes(void);
+/* Marks the calling thread as inside a library call whose own allocations cannot be avoided
+   (oneDNN's dnnl_primitive_execute builds a std::unordered_map of its arguments per call):
+   counted allocations made in between are also added to external_allocations, so a caller can
+   tell them apart from its own. Two thread-local stores; cheap enough for the step loop. */
+void distrainer_alloc_counter_enter_external(void);
+void distrainer_alloc_counter_leave_external(void);
+uint64_t distrainer_alloc_counter_external_allocations(void);
 /* 1 when this file's malloc is the one the process calls (interposition worked). */
 int distrainer_alloc_counter_active(void);
 
