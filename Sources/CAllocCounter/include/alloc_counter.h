@@ -8,9 +8,10 @@
    definitions come first in symbol lookup) and forward to glibc's __libc_* entry points. */
 
 /* Starts counting (and clears the counters): every thread's allocations, or with
-   this_thread_only only the calling thread's. */
+   this_thread_only only the calling thread's, in counters of that thread's own (several threads
+   may count alone at once); the getters below, called on that thread, then read those. */
 void distrainer_alloc_counter_start(int this_thread_only);
-/* Stops counting; the counters keep their values. */
+/* Stops the counting the calling thread's last start began; the counters keep their values. */
 void distrainer_alloc_counter_stop(void);
 /* Calls of malloc, calloc, realloc (a realloc counts as one allocation), memalign,
    posix_memalign, aligned_alloc while enabled. */
