@@ -23,7 +23,12 @@ static atomic_uint_fast64_t external_allocations;
 
 /* This thread's counts while it counts alone (tests counting on several threads at once do not
    disturb each other), and whether its last start was such a one (the getters then read them). */
-static __thread uint64_t t_allocations, t_frees, t_bytes, t_external __attribute__((tls_model("initial-exec")));
+/* initial-exec on each: no __tls_get_addr (which may allocate) inside malloc. */
+#define COUNTER_TLS static __thread __attribute__((tls_model("initial-exec")))
+COUNTER_TLS uint64_t t_allocations;
+COUNTER_TLS uint64_t t_frees;
+COUNTER_TLS uint64_t t_bytes;
+COUNTER_TLS uint64_t t_external;
 static __thread int thread_mode __attribute__((tls_model("initial-exec")));
 
 static inline void count_allocation(size_t n) {
