@@ -48,7 +48,7 @@ let package = Package(
         /// Every MPI call lives here.
         .target(name: "Dist", dependencies: ["CMPI"], swiftSettings: cpuFlags),
         /// Tensors, layers, losses, optimizers, checkpoints.
-        .target(name: "Model", dependencies: ["COpenBLAS", "CDNNL", "Support"], swiftSettings: cpuFlags),
+        .target(name: "Model", dependencies: ["COpenBLAS", "CDNNL", "Support", "CAllocCounter"], swiftSettings: cpuFlags),
         /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.
         .target(name: "Shards", dependencies: ["CPNG", "CZlib", "CCurl", "CTurboJPEG", "Support",
                                                .product(name: "Crypto", package: "swift-crypto")],
@@ -66,7 +66,7 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport"),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "TestSupport", "CAllocCounter"]),
         .testTarget(name: "ShardsTests", dependencies: ["Shards", "Support", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "DistTests", dependencies: ["Dist", "TestSupport", "Launcher"]),

@@ -1,4 +1,5 @@
 import CDNNL
+import CAllocCounter
 
 /// oneDNN (libdnnl 2.6, C API) plumbing: one CPU engine, memory descriptors, owned buffers,
 /// primitives with their argument lists prepared once, and reorders between layouts.
@@ -20,6 +21,11 @@ public enum OneDNN {
     /// Sets oneDNN's (OpenMP's) thread count for this process.
     public static func setThreads(_ n: Int) { omp_set_num_threads(Int32(max(1, n))) }
     public static var threads: Int { Int(omp_get_max_threads()) }
+
+    /// Allocations counted by the allocation counter (CAllocCounter) since it was last started
+    /// that happened inside oneDNN's `dnnl_primitive_execute` (oneDNN's own, unavoidable through
+    /// its C API). Everything else counted is ours.
+    public static var executeAllocations: UInt64 { distrainer_alloc_counter_external_allocations() }
 
     static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
         if status != dnnl_success { fatalError("oneDNN: \(what()) failed (status \(status.rawValue))") }
@@ -136,7 +142,13 @@ final class DNNLPrimitive {
     }
 
     @inline(__always) func run(_ stream: dnnl_stream_t) {
-        OneDNN.check(dnnl_primitive_execute(primitive, stream, Int32(count), args), "execution")
+        // oneDNN allocates inside every execute (C API: a std::unordered_map of the arguments,
+        // one node per argument and a bucket array, plus a few in some kernels); marked so the
+        // allocation counter tells them apart from ours (`OneDNN.executeAllocations`).
+        distrainer_alloc_counter_enter_external()
+        let status = dnnl_primitive_execute(primitive, stream, Int32(count), args)
+        distrainer_alloc_counter_leave_external()
+        OneDNN.check(status, "execution")
     }
 
     /// A reorder from `source` into `destination` (dst += reordered source when `accumulate`).

@@ -97,6 +97,9 @@ public enum Benchmark {
             allreduceAllocations = 0
             let c = try AllocationCounter.count { for _ in 0..<countedSteps { try step(overlapped: m) } }
             allocationsPerStep[m ? "overlap_on" : "overlap_off"] = Double(c.allocations) / Double(countedSteps)
+            // Of those, oneDNN's own inside dnnl_primitive_execute (per call; see OneDNN.executeAllocations).
+            allocationsPerStep[m ? "overlap_on_inside_onednn_execute" : "overlap_off_inside_onednn_execute"] =
+                Double(OneDNN.executeAllocations) / Double(countedSteps)
             if !m { allocationsPerStep["overlap_off_inside_mpi_allreduce"] = Double(allreduceAllocations) / Double(countedSteps) }
         }
         struct Window { var rank: Double; var aggregate: Double; var wait: Double; var span: Double }
