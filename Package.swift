@@ -46,7 +46,7 @@ let package = Package(
         /// Small shared pieces: seeded RNG, atomic file writes, JSON lines, errors.
         .target(name: "Support", swiftSettings: cpuFlags),
         /// Every MPI call lives here.
-        .target(name: "Dist", dependencies: ["CMPI"], swiftSettings: cpuFlags),
+        .target(name: "Dist", dependencies: ["CMPI", "CAllocCounter"], swiftSettings: cpuFlags),
         /// Tensors, layers, losses, optimizers, checkpoints.
         .target(name: "Model", dependencies: ["COpenBLAS", "CDNNL", "Support", "CAllocCounter"], swiftSettings: cpuFlags),
         /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.

@@ -75,7 +75,8 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
         var offset = 0
         while offset < buffer.count {
             let n = min(Self.maxChunk, buffer.count - offset)
-            try check(MPI_Allreduce(inPlace, base + offset, Int32(n), dt, mop, comm), "MPI_Allreduce")
+            let rc = LibraryCall.run { MPI_Allreduce(inPlace, base + offset, Int32(n), dt, mop, comm) }
+            try check(rc, "MPI_Allreduce")
             offset += n
         }
     }

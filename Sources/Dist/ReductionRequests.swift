@@ -91,7 +91,7 @@ final class MPIReductionRequests: ReductionRequests {
             try communicator.check(MPI_Iallreduce(UnsafeRawPointer(shim_MPI_IN_PLACE()), base, n, shim_MPI_FLOAT(),
                                                   communicator.mpiOp(op), communicator.comm, requests + slot), "MPI_Iallreduce")
         } else {
-            try communicator.check(MPI_Start(requests + slot), "MPI_Start")
+            try communicator.check(LibraryCall.run { MPI_Start(requests + slot) }, "MPI_Start")
         }
         active[slot] = true
         pending += 1
@@ -100,7 +100,8 @@ final class MPIReductionRequests: ReductionRequests {
     func test() throws -> Bool {
         guard pending > 0 else { return true }
         var flag: Int32 = 0
-        try communicator.check(MPI_Testall(Int32(capacity), requests, &flag, shim_MPI_STATUSES_IGNORE()), "MPI_Testall")
+        let rc = LibraryCall.run { MPI_Testall(Int32(capacity), requests, &flag, shim_MPI_STATUSES_IGNORE()) }
+        try communicator.check(rc, "MPI_Testall")
         if flag != 0 { markIdle() }
         return flag != 0
     }
@@ -108,7 +109,8 @@ final class MPIReductionRequests: ReductionRequests {
     func waitAll() throws {
         guard pending > 0 else { return }
         markIdle()
-        try communicator.check(MPI_Waitall(Int32(capacity), requests, shim_MPI_STATUSES_IGNORE()), "MPI_Waitall")
+        let rc = LibraryCall.run { MPI_Waitall(Int32(capacity), requests, shim_MPI_STATUSES_IGNORE()) }
+        try communicator.check(rc, "MPI_Waitall")
     }
 
     private func markIdle() {

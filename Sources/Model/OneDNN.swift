@@ -22,10 +22,13 @@ public enum OneDNN {
     public static func setThreads(_ n: Int) { omp_set_num_threads(Int32(max(1, n))) }
     public static var threads: Int { Int(omp_get_max_threads()) }
 
-    /// Allocations counted by the allocation counter (CAllocCounter) since it was last started
-    /// that happened inside oneDNN's `dnnl_primitive_execute` (oneDNN's own, unavoidable through
-    /// its C API). Everything else counted is ours.
-    public static var executeAllocations: UInt64 { distrainer_alloc_counter_external_allocations() }
+    /// Allocations inside oneDNN's `dnnl_primitive_execute` (its own, unavoidable through its C
+    /// API) since the allocation counter (CAllocCounter) was last started: served from the
+    /// calling thread's arena (`arena`), or by the system allocator when the arena could not
+    /// (`system`, counted among all allocations too).
+    public static var executeAllocations: (arena: UInt64, system: UInt64) {
+        (distrainer_alloc_counter_arena_allocations(), distrainer_alloc_counter_external_allocations())
+    }
 
     static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
         if status != dnnl_success { fatalError("oneDNN: \(what()) failed (status \(status.rawValue))") }
@@ -143,8 +146,8 @@ final class DNNLPrimitive {
 
     @inline(__always) func run(_ stream: dnnl_stream_t) {
         // oneDNN allocates inside every execute (C API: a std::unordered_map of the arguments,
-        // one node per argument and a bucket array, plus a few in some kernels); marked so the
-        // allocation counter tells them apart from ours (`OneDNN.executeAllocations`).
+        // one node per argument and a bucket array, plus a few in some kernels); marked so they
+        // come from the thread's arena, not the system allocator (`OneDNN.executeAllocations`).
         distrainer_alloc_counter_enter_external()
         let status = dnnl_primitive_execute(primitive, stream, Int32(count), args)
         distrainer_alloc_counter_leave_external()

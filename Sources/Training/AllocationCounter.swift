@@ -1,7 +1,8 @@
 import CAllocCounter
 
 /// Counts heap allocations of the whole process while running `body` (all threads and libraries:
-/// Swift, MPI, OpenBLAS). The counter is the `CAllocCounter` shim, which defines `malloc`,
+/// Swift, MPI, OpenBLAS); allocations inside marked library calls come from a per-thread arena
+/// and are counted apart (`arenaAllocations`). The counter is the `CAllocCounter` shim, which defines `malloc`,
 /// `calloc`, `realloc`, `free`, `memalign`, `posix_memalign` and `aligned_alloc` in the
 /// executable and forwards them to glibc's `__libc_*` functions: the dynamic linker resolves every
 /// library's calls to the executable's definitions first. (glibc 2.34 removed `__malloc_hook`, and
@@ -11,6 +12,9 @@ public enum AllocationCounter {
         public var allocations: UInt64
         public var frees: UInt64
         public var bytes: UInt64
+        /// Allocations inside marked library calls (oneDNN's execute, MPI) served from the
+        /// per-thread arena instead of the system allocator (not in `allocations`).
+        public var arenaAllocations: UInt64
     }
 
     /// Whether the interposed allocator is the one in use (false, e.g., under a sanitizer that
@@ -25,6 +29,6 @@ public enum AllocationCounter {
         try body()
         distrainer_alloc_counter_stop()
         return Counts(allocations: distrainer_alloc_counter_allocations(), frees: distrainer_alloc_counter_frees(),
-                      bytes: distrainer_alloc_counter_bytes())
+                      bytes: distrainer_alloc_counter_bytes(), arenaAllocations: distrainer_alloc_counter_arena_allocations())
     }
 }
