@@ -42,7 +42,7 @@ public final class Conv2d: FreezableLayer {
             throw ModelError.invalidShape(layer: kind, input: input, reason: "kernel \(kernel) larger than the padded input")
         }
         let g = ConvGeometry(input: input, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
-                             groups: groups)
+                             groups: groups, bias: hasBias)
         geometry = g
         return g.output
     }

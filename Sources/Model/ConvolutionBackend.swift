@@ -9,6 +9,8 @@ public struct ConvGeometry: Hashable, Sendable {
     public var stride: Int
     public var padding: Int
     public var groups: Int = 1
+    /// Whether the convolution adds a bias (backends may skip the bias work without one).
+    public var bias: Bool = true
 
     public var outHeight: Int { (input.height + 2 * padding - kernel) / stride + 1 }
     public var outWidth: Int { (input.width + 2 * padding - kernel) / stride + 1 }

@@ -80,9 +80,10 @@ final class OneDNNConvKernel: ConvolutionKernel {
     func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                  y: UnsafeMutablePointer<Float>, batch: Int) {
         let p = plan(batch), s = stream.stream
+        precondition((bias != nil) == g.bias, "oneDNN convolution made \(g.bias ? "with" : "without") a bias")
         p.src.load(x, s)
         p.weights.load(weight, s)
-        p.bias.load(bias ?? UnsafePointer(p.zeroBias.pointer), s)
+        if let bias { p.bias?.load(bias, s) }
         p.dst.target(y)
         p.forward.run(s)
         p.dst.store(s)
@@ -109,22 +110,22 @@ final class OneDNNConvKernel: ConvolutionKernel {
         p.backwardWeights.run(s)
         p.diffWeights.store(s)   // dWeight += reorder(diff weights)
         stream.wait()
-        if let dBias {
-            let db = p.diffBias.pointer
+        if let dBias, let diffBias = p.diffBias {
+            let db = diffBias.pointer
             for c in 0..<g.outChannels { dBias[c] += db[c] }
         }
     }
 }
 
 /// The three primitives of one convolution shape at one batch size, and their memories.
+/// A convolution without a bias gets primitives without one (no bias add forward, no bias
+/// reduction in backward-weights).
 final class OneDNNConvPlan {
     let forward: DNNLPrimitive, backwardData: DNNLPrimitive, backwardWeights: DNNLPrimitive
-    let src: DNNLStaged, weights: DNNLStaged, bias: DNNLStaged, dst: DNNLStaged
+    let src: DNNLStaged, weights: DNNLStaged, bias: DNNLStaged?, dst: DNNLStaged
     let dataDiffDst: DNNLStaged, dataWeights: DNNLStaged, diffSrc: DNNLStaged
     let weightsSrc: DNNLStaged, weightsDiffDst: DNNLStaged, diffWeights: DNNLStaged
-    let diffBias: DNNLMemory
-    /// Bias for a convolution without one.
-    let zeroBias: DNNLMemory
+    let diffBias: DNNLMemory?
     let forwardAlgorithm: dnnl_alg_kind_t, backwardDataAlgorithm: dnnl_alg_kind_t, backwardWeightsAlgorithm: dnnl_alg_kind_t
     /// One buffer behind the three primitives' scratchpads (they never run at the same time).
     private let scratch: UnsafeMutableRawPointer
@@ -140,6 +141,7 @@ final class OneDNNConvPlan {
         var anySrc = OneDNN.desc(srcDims, dnnl_format_tag_any), anyDst = OneDNN.desc(dstDims, dnnl_format_tag_any)
         var anyW = OneDNN.desc(wDims, dnnl_format_tag_any)
         var biasMd = OneDNN.desc([g.outChannels], dnnl_x)
+        let withBias = g.bias
         let strides: [Int64] = [Int64(g.stride), Int64(g.stride)]
         let padL: [Int64] = [Int64(g.padding), Int64(g.padding)]
         // Right padding that makes oneDNN's output size formula exact (≤ padding when the
@@ -155,8 +157,10 @@ final class OneDNNConvPlan {
         }
         let (fwdPD, fa) = build { alg in
             var d = dnnl_convolution_desc_t()
-            guard dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &anySrc, &anyW, &biasMd, &anyDst,
-                                                     strides, padL, padR) == dnnl_success else { return nil }
+            let status = withBias
+                ? dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &anySrc, &anyW, &biasMd, &anyDst, strides, padL, padR)
+                : dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &anySrc, &anyW, nil, &anyDst, strides, padL, padR)
+            guard status == dnnl_success else { return nil }
             return OneDNN.primitiveDesc(&d)
         }
         let (dataPD, da) = build { alg in
@@ -167,8 +171,10 @@ final class OneDNNConvPlan {
         }
         let (weightsPD, wa) = build { alg in
             var d = dnnl_convolution_desc_t()
-            guard dnnl_convolution_backward_weights_desc_init(&d, alg, &anySrc, &anyW, &biasMd, &anyDst,
-                                                              strides, padL, padR) == dnnl_success else { return nil }
+            let status = withBias
+                ? dnnl_convolution_backward_weights_desc_init(&d, alg, &anySrc, &anyW, &biasMd, &anyDst, strides, padL, padR)
+                : dnnl_convolution_backward_weights_desc_init(&d, alg, &anySrc, &anyW, nil, &anyDst, strides, padL, padR)
+            guard status == dnnl_success else { return nil }
             return OneDNN.primitiveDesc(&d, hint: fwdPD)
         }
         defer { dnnl_primitive_desc_destroy(fwdPD); dnnl_primitive_desc_destroy(dataPD); dnnl_primitive_desc_destroy(weightsPD) }
@@ -181,12 +187,12 @@ final class OneDNNConvPlan {
 
         src = DNNLStaged(user: userSrc, inner: OneDNN.query(fwdPD, dnnl_query_src_md), input: true)
         weights = DNNLStaged(user: userW, inner: OneDNN.query(fwdPD, dnnl_query_weights_md), input: true)
-        bias = DNNLStaged(user: biasMd, inner: OneDNN.query(fwdPD, dnnl_query_weights_md, 1), input: true)
+        let bias = withBias ? DNNLStaged(user: biasMd, inner: OneDNN.query(fwdPD, dnnl_query_weights_md, 1), input: true) : nil
+        self.bias = bias
         dst = DNNLStaged(user: userDst, inner: OneDNN.query(fwdPD, dnnl_query_dst_md), input: false)
-        zeroBias = DNNLMemory(biasMd)
-        forward = DNNLPrimitive(fwdPD, [(DNNL_ARG_SRC, src.inner), (DNNL_ARG_WEIGHTS, weights.inner),
-                                        (DNNL_ARG_BIAS, bias.inner), (DNNL_ARG_DST, dst.inner),
-                                        (DNNL_ARG_SCRATCHPAD, scratchpads[0])])
+        forward = DNNLPrimitive(fwdPD, [(DNNL_ARG_SRC, src.inner), (DNNL_ARG_WEIGHTS, weights.inner)]
+                                + (bias.map { [(DNNL_ARG_BIAS, $0.inner)] } ?? [])
+                                + [(DNNL_ARG_DST, dst.inner), (DNNL_ARG_SCRATCHPAD, scratchpads[0])])
 
         dataDiffDst = DNNLStaged(user: userDst, inner: OneDNN.query(dataPD, dnnl_query_diff_dst_md), input: true)
         dataWeights = DNNLStaged(user: userW, inner: OneDNN.query(dataPD, dnnl_query_weights_md), input: true)
@@ -198,10 +204,12 @@ final class OneDNNConvPlan {
         weightsDiffDst = DNNLStaged(user: userDst, inner: OneDNN.query(weightsPD, dnnl_query_diff_dst_md), input: true)
         diffWeights = DNNLStaged(user: userW, inner: OneDNN.query(weightsPD, dnnl_query_diff_weights_md), input: false,
                                  accumulate: true)
-        diffBias = DNNLMemory(OneDNN.query(weightsPD, dnnl_query_diff_weights_md, 1))
+        let diffBias = withBias ? DNNLMemory(OneDNN.query(weightsPD, dnnl_query_diff_weights_md, 1)) : nil
+        self.diffBias = diffBias
         backwardWeights = DNNLPrimitive(weightsPD, [(DNNL_ARG_SRC, weightsSrc.inner), (DNNL_ARG_DIFF_DST, weightsDiffDst.inner),
-                                                    (DNNL_ARG_DIFF_WEIGHTS, diffWeights.inner), (DNNL_ARG_DIFF_BIAS, diffBias),
-                                                    (DNNL_ARG_SCRATCHPAD, scratchpads[2])])
+                                                    (DNNL_ARG_DIFF_WEIGHTS, diffWeights.inner)]
+                                        + (diffBias.map { [(DNNL_ARG_DIFF_BIAS, $0)] } ?? [])
+                                        + [(DNNL_ARG_SCRATCHPAD, scratchpads[2])])
     }
 
     deinit { scratch.deallocate() }

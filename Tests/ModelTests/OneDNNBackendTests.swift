@@ -22,7 +22,9 @@ import Support
 
     /// Forward, backward-data and backward-weights of one geometry through `backend`'s kernel on
     /// fixed random data; dWeight and dBias start at 0.5 to check that they accumulate.
-    func run(_ backend: ConvolutionBackend, _ g: ConvGeometry, batch: Int, preparedBatch: Int? = nil, bias: Bool) -> Passes {
+    func run(_ backend: ConvolutionBackend, _ geometry: ConvGeometry, batch: Int, preparedBatch: Int? = nil, bias: Bool) -> Passes {
+        var g = geometry
+        g.bias = bias
         var rng = RandomSource(seed: 11)
         let x = (0..<batch * g.input.count).map { _ in rng.nextGaussian() }
         let w = (0..<g.weightCount).map { _ in rng.nextGaussian() * 0.3 }
