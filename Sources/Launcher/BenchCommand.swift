@@ -22,7 +22,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Warm-up steps.") var warmup = 5
     @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Convolution backend: onednn or openblas.") var convBackend = "onednn"
-    @Option(help: "oneDNN convolution algorithm: direct, winograd or auto.") var convAlgo = "direct"
+    @Option(help: "oneDNN convolution algorithm: direct, winograd (3×3 stride 1 only) or auto (Winograd where it is faster: 3×3 stride 1, ≥ 16 input channels, output ≥ 8×8).") var convAlgo = "auto"
     @Option(help: "Gradient allreduce: overlapped with backward (on), after it (off), or both in alternating windows (reports the fraction hidden).") var overlapAllreduce = "both"
     @Option(help: "Poll MPI (MPI_Testall) between layers so pending bucket allreduces progress: on|off.") var mpiProgress: OnOff = .on
     @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4

@@ -68,7 +68,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
     @Option(help: "Convolution backend: onednn (blocked-layout oneDNN kernels, the faster) or openblas (im2col + sgemm, portable).") var convBackend = "onednn"
-    @Option(help: "oneDNN convolution algorithm: direct, winograd (3×3 stride 1 only; ~1e-6 relative difference) or auto.") var convAlgo = "direct"
+    @Option(help: "oneDNN convolution algorithm: direct, winograd (3×3 stride 1 only; ~1e-6 relative difference) or auto (Winograd where it is faster: 3×3 stride 1, ≥ 16 input channels, output ≥ 8×8).") var convAlgo = "auto"
     @Option(help: "Most batches prepared ahead: auto (up to 16) or a number; the depth adapts below it from the measured step and load times, within 256 MB.") var prefetch = "auto"
     @Option(help: "Per-rank memory cache of decoded images, e.g. 512MB, 2GB (0 disables it).") var cacheMem = "1GB"
     @Option(help: "Per-rank disk cache of fetched remote images, e.g. 50GB (0 disables it).") var cacheDisk = "0"

@@ -73,7 +73,7 @@ public enum ConvolutionBackends {
     public static var all: [ConvolutionBackend] { [onednn, portable] }
     /// `name` with `algorithm` (`--conv-algo`; only oneDNN has a choice).
     /// `layout`: the activation layout oneDNN networks keep between layers (blocked16 by default).
-    public static func named(_ name: String, algorithm: String = "direct",
+    public static func named(_ name: String, algorithm: String = "auto",
                              layout: ActivationLayout = .blocked16) throws -> ConvolutionBackend {
         guard let algorithm = ConvAlgorithm(rawValue: algorithm) else {
             throw ModelError.invalidOption("unknown convolution algorithm '\(algorithm)' (known: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")

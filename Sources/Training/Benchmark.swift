@@ -20,7 +20,7 @@ public struct BenchOptions: Sendable {
     public var bucketElements = 1 << 20
     /// Convolution backend and oneDNN algorithm (as `train`'s `--conv-backend`, `--conv-algo`).
     public var convBackend = "onednn"
-    public var convAlgorithm = "direct"
+    public var convAlgorithm = "auto"
     /// Steps with the overlapped allreduce, the blocking one, or both in alternating windows.
     public var overlap: OverlapMode = .both
     /// MPI_Testall on the pending buckets between layers (progress without a progress thread).

@@ -124,7 +124,7 @@ public struct TrainOptions: Codable, Sendable {
     public var threads = 1
     /// Convolution backend (`--conv-backend`: onednn, openblas) and oneDNN's algorithm (`--conv-algo`).
     public var convBackend = "onednn"
-    public var convAlgorithm = "direct"
+    public var convAlgorithm = "auto"
     public var loaderThreads = 1
     /// Most batches decoded ahead (nil: auto); the depth adapts below it from the measured
     /// step and load times (see `BatchLoader`).

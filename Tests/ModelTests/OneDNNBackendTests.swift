@@ -6,7 +6,9 @@ import Support
 /// every convolution kind, forward and both backward passes, whole zoo models, and finite
 /// differences through the same `GradientCheck` harness.
 @Suite struct OneDNNBackendTests {
-    static let onednn = OneDNNBackend()
+    /// Direct convolutions: the backend equivalence below is about layouts and primitives, not
+    /// about Winograd's different rounding (checked on its own, `autoAlgorithmIsCloseToDirect`).
+    static let onednn = OneDNNBackend(algorithm: .direct)
 
     /// ‖a − b‖ / max(‖a‖, ‖b‖).
     func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
@@ -108,6 +110,24 @@ import Support
                                    stride: 2, padding: 1)
         let k = OneDNNBackend(algorithm: .winograd).makeKernel(strided, maxBatch: 1) as! OneDNNConvKernel
         #expect(!k.winograd.forward && !k.winograd.backwardData && !k.winograd.backwardWeights)
+    }
+
+    /// `auto` (the default) runs Winograd on the 3×3 stride-1 layers with ≥ 16 input channels and
+    /// an output of at least 8×8, direct elsewhere; a whole training step stays close to direct.
+    @Test(arguments: ["refcnn", "resnet18"]) func autoAlgorithmIsCloseToDirect(name: String) throws {
+        let auto = OneDNNBackend()
+        #expect(auto.algorithm == .auto)
+        let picks = [(3, 32, 32), (32, 32, 32), (64, 16, 16), (256, 4, 4), (64, 8, 8)].map { c, h, w in
+            ConvAlgorithm.auto.runsWinograd(ConvGeometry(input: FeatureShape(channels: c, height: h, width: w),
+                                                         outChannels: c, kernel: 3, stride: 1, padding: 1))
+        }
+        #expect(picks == [false, true, true, false, true])
+        let spec = ModelSpec(architecture: name, channels: 3, imageSize: 32, classes: 5)
+        let direct = try step(spec, Self.onednn, batch: 3, mode: .train)
+        let got = try step(spec, auto, batch: 3, mode: .train)
+        #expect(got.logits != direct.logits, "Winograd ran (its rounding differs from direct)")
+        #expect(relativeDifference(got.logits, direct.logits) < 1e-4, "logits")
+        #expect(relativeDifference(got.grads, direct.grads) < 1e-2, "gradients")
     }
 
     @Test func backendAndAlgorithmNamesAreChecked() throws {
