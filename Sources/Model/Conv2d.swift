@@ -21,6 +21,9 @@ public final class Conv2d: FreezableLayer {
     public private(set) var layouts: (input: ActivationLayout, output: ActivationLayout) = (.planar, .planar)
     private var weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?
     private var dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?
+    /// The store's gradient epoch and the value the last backward saw (another value: the
+    /// gradients were zeroed since, and the kernel may write them instead of adding).
+    private var gradientEpoch: UnsafePointer<UInt64>?, seenEpoch: UInt64 = 0
 
     public init(outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, groups: Int = 1, bias: Bool = true,
                 weightInit: ParameterSpec.Initializer? = nil, biasInit: ParameterSpec.Initializer? = nil,
@@ -61,6 +64,8 @@ public final class Conv2d: FreezableLayer {
     public func bind(_ b: ParameterBinding) {
         weight = b.parameters[0]; dWeight = b.gradients[0]
         if hasBias { bias = b.parameters[1]; dBias = b.gradients[1] }
+        gradientEpoch = b.gradientEpoch
+        seenEpoch = b.gradientEpoch?.pointee ?? 0
     }
 
     public func prepare(maxBatch: Int) {
@@ -74,7 +79,11 @@ public final class Conv2d: FreezableLayer {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
-        if !frozen { impl!.backwardWeights(x: x, dy: dy, dWeight: dWeight!, dBias: dBias, batch: batch) }
+        if !frozen {
+            var zero = false
+            if let epoch = gradientEpoch?.pointee { zero = epoch != seenEpoch; seenEpoch = epoch }
+            impl!.backwardWeights(x: x, dy: dy, dWeight: dWeight!, dBias: dBias, batch: batch, dWeightIsZero: zero)
+        }
         if let dx { impl!.backwardData(dy: dy, weight: weight!, dx: dx, batch: batch) }
     }
 }

@@ -61,9 +61,19 @@ public protocol ConvolutionKernel: AnyObject {
     /// dx = conv_transpose(dy, weight) (overwrites dx).
     func backwardData(dy: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                       dx: UnsafeMutablePointer<Float>, batch: Int)
-    /// dWeight += correlate(x, dy); dBias += sum(dy) (accumulates).
+    /// dWeight += correlate(x, dy); dBias += sum(dy) (accumulates). `dWeightIsZero`: the caller
+    /// knows dWeight holds zeros, so the kernel may write it instead of adding.
     func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int)
+                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int,
+                         dWeightIsZero: Bool)
+}
+
+public extension ConvolutionKernel {
+    /// dWeight += correlate(x, dy); dBias += sum(dy).
+    func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int) {
+        backwardWeights(x: x, dy: dy, dWeight: dWeight, dBias: dBias, batch: batch, dWeightIsZero: false)
+    }
 }
 
 /// The backends this build has, by name (`--conv-backend`).

@@ -69,7 +69,8 @@ final class DepthwiseKernel: ConvolutionKernel {
     }
 
     func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int) {
+                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int,
+                         dWeightIsZero: Bool) {
         let C = g.input.channels, W = g.input.width, OW = g.outWidth, S = g.stride, P = g.padding, K = g.kernel
         let inPlane = g.input.plane, outPlane = g.outHeight * OW
         for n in 0..<batch {

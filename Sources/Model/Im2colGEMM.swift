@@ -77,7 +77,8 @@ final class Im2colGEMMKernel: ConvolutionKernel {
     }
 
     func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int) {
+                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int,
+                         dWeightIsZero: Bool) {
         let og = g.groupOutChannels, cg = g.groupInChannels, hw = g.input.plane
         let m = Int32(og), n = Int32(g.patch), k = Int32(pixels)
         let inCount = g.input.count, outCount = g.output.count
@@ -86,7 +87,7 @@ final class Im2colGEMMKernel: ConvolutionKernel {
             for group in 0..<g.groups {
                 let cols = matrix(for: xi + group * cg * hw)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1, dyi + group * og * pixels, k, cols, k,
-                            1, dWeight + group * og * g.patch, n)
+                            dWeightIsZero && i == 0 ? 0 : 1, dWeight + group * og * g.patch, n)
             }
             if let dBias {
                 // dBias[c] += sum_p dy[c, p]  (a GEMV against a vector of ones)

@@ -23,6 +23,14 @@ public struct ParameterBinding {
     public var gradients: [UnsafeMutablePointer<Float>]
     /// One pointer per declared `StateSpec`.
     public var state: [UnsafeMutablePointer<Float>]
+    /// The store's `gradientEpoch` (nil: unknown, gradients must always be added to).
+    public var gradientEpoch: UnsafePointer<UInt64>? = nil
+
+    /// The part of this binding for parameters `p` and state `s` (a composite layer's sub-layer).
+    public func slice(parameters p: Range<Int>, state s: Range<Int>) -> ParameterBinding {
+        ParameterBinding(parameters: Array(parameters[p]), gradients: Array(gradients[p]), state: Array(state[s]),
+                         gradientEpoch: gradientEpoch)
+    }
 }
 
 /// A network layer: a forward/backward pair over flat batches.

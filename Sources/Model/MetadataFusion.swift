@@ -34,8 +34,8 @@ public final class MetadataFusion: CompositeLayer {
 
     public func bind(_ b: ParameterBinding) {
         let np = encoder.parameterSpecs.count
-        encoder.bind(ParameterBinding(parameters: Array(b.parameters[..<np]), gradients: Array(b.gradients[..<np]), state: []))
-        fuse.bind(ParameterBinding(parameters: Array(b.parameters[np...]), gradients: Array(b.gradients[np...]), state: []))
+        encoder.bind(b.slice(parameters: 0..<np, state: 0..<0))
+        fuse.bind(b.slice(parameters: np..<b.parameters.count, state: 0..<0))
     }
 
     public func prepare(maxBatch: Int) {

@@ -85,7 +85,8 @@ public final class Network {
             let binding = ParameterBinding(
                 parameters: store.slots[pi..<pi + np].map { store.parameters + $0.range.lowerBound },
                 gradients: store.slots[pi..<pi + np].map { store.gradients + $0.range.lowerBound },
-                state: store.stateSlots[si..<si + ns].map { store.state + $0.range.lowerBound })
+                state: store.stateSlots[si..<si + ns].map { store.state + $0.range.lowerBound },
+                gradientEpoch: store.gradientEpoch)
             l.layer.bind(binding)
             firstParameterOffset.append(np > 0 ? store.slots[pi].range.lowerBound : nil)
             pi += np; si += ns

@@ -173,6 +173,8 @@ final class DNNLStaged {
     let user: DNNLMemory
     let inner: DNNLMemory
     private let reorder: DNNLPrimitive?
+    /// For an accumulating output: the plain reorder (user = inner), for a user known to be zero.
+    private let overwrite: DNNLPrimitive?
 
     /// `input`: the reorder goes user → inner (before the primitive), else inner → user (after;
     /// with `accumulate`, user += inner, always through an owned inner buffer).
@@ -185,6 +187,7 @@ final class DNNLStaged {
             inner = DNNLMemory(wanted)
             reorder = input ? .reorder(user, inner) : .reorder(inner, user, accumulate: accumulate)
         }
+        overwrite = accumulate && !input ? .reorder(inner, user) : nil
     }
 
     var needsReorder: Bool { reorder != nil }
@@ -198,8 +201,11 @@ final class DNNLStaged {
     /// Points the user view at `p` (before the primitive runs, for an output).
     @inline(__always) func target(_ p: UnsafeRawPointer) { user.point(at: p) }
 
-    /// For an output: reorders the primitive's result into the user memory.
-    @inline(__always) func store(_ stream: dnnl_stream_t) { reorder?.run(stream) }
+    /// For an output: reorders the primitive's result into the user memory (for an accumulating
+    /// one with `accumulate` false: writes it, the user memory being zero).
+    @inline(__always) func store(_ stream: dnnl_stream_t, accumulate: Bool = true) {
+        (accumulate ? reorder : overwrite ?? reorder)?.run(stream)
+    }
 }
 
 /// A oneDNN stream (one per kernel: streams are not shared between threads).

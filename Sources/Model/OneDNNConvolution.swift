@@ -110,13 +110,14 @@ final class OneDNNConvKernel: ConvolutionKernel {
     }
 
     func backwardWeights(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int) {
+                         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, batch: Int,
+                         dWeightIsZero: Bool) {
         let p = plan(batch), s = stream.stream
         p.weightsSrc.load(x, s)
         p.weightsDiffDst.load(dy, s)
         p.diffWeights.target(dWeight)
         p.backwardWeights.run(s)
-        p.diffWeights.store(s)   // dWeight += reorder(diff weights)
+        p.diffWeights.store(s, accumulate: !dWeightIsZero)   // dWeight (+)= reorder(diff weights)
         stream.wait()
         if let dBias, let diffBias = p.diffBias {
             let db = diffBias.pointer

@@ -65,6 +65,10 @@ public final class ParameterStore {
     public private(set) var optimizerStateCount: Int
     public private(set) var optimizerName = SGD.stateName
     public let state: UnsafeMutablePointer<Float>
+    /// Counts `zeroGradients` calls. Layers get a pointer to it (`ParameterBinding.gradientEpoch`):
+    /// one whose last backward saw another value knows its gradients are all zero, so it may
+    /// write them instead of adding to zeros.
+    public let gradientEpoch: UnsafeMutablePointer<UInt64>
     public internal(set) var slots: [TensorSlot]
     public private(set) var stateSlots: [TensorSlot]
 
@@ -88,6 +92,8 @@ public final class ParameterStore {
         optimizerState = .allocate(capacity: max(count, 1))
         optimizerStateCount = count
         state = .allocate(capacity: max(stateCount, 1))
+        gradientEpoch = .allocate(capacity: 1)
+        gradientEpoch.initialize(to: 0)
         parameters.initialize(repeating: 0, count: max(count, 1))
         gradients.initialize(repeating: 0, count: max(count, 1))
         optimizerState.initialize(repeating: 0, count: max(count, 1))
@@ -99,6 +105,7 @@ public final class ParameterStore {
 
     deinit {
         parameters.deallocate(); gradients.deallocate(); optimizerState.deallocate(); state.deallocate()
+        gradientEpoch.deallocate()
     }
 
     /// Gives `optimizerState` room for `stateCount` floats of optimizer `name`, all zero (before
@@ -114,8 +121,11 @@ public final class ParameterStore {
         optimizerName = name
     }
 
-    /// Sets every gradient to zero (one memset).
-    public func zeroGradients() { gradients.update(repeating: 0, count: count) }
+    /// Sets every gradient to zero (one memset) and starts a new gradient epoch.
+    public func zeroGradients() {
+        gradients.update(repeating: 0, count: count)
+        gradientEpoch.pointee &+= 1
+    }
 
     public var parameterBuffer: UnsafeMutableBufferPointer<Float> { .init(start: parameters, count: count) }
     public var gradientBuffer: UnsafeMutableBufferPointer<Float> { .init(start: gradients, count: count) }

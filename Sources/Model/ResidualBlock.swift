@@ -59,10 +59,8 @@ public final class ResidualBlock: CompositeLayer {
 
     public func bind(_ b: ParameterBinding) {
         let np = body.parameterSpecs.count, ns = body.stateSpecs.count
-        body.bind(ParameterBinding(parameters: Array(b.parameters[..<np]), gradients: Array(b.gradients[..<np]),
-                                   state: Array(b.state[..<ns])))
-        shortcut?.bind(ParameterBinding(parameters: Array(b.parameters[np...]), gradients: Array(b.gradients[np...]),
-                                        state: Array(b.state[ns...])))
+        body.bind(b.slice(parameters: 0..<np, state: 0..<ns))
+        shortcut?.bind(b.slice(parameters: np..<b.parameters.count, state: ns..<b.state.count))
     }
 
     public func prepare(maxBatch: Int) {

@@ -20,9 +20,7 @@ extension Array where Element == NamedLayer {
         var p = 0, s = 0
         for l in self {
             let np = l.layer.parameterSpecs.count, ns = l.layer.stateSpecs.count
-            l.layer.bind(ParameterBinding(parameters: [UnsafeMutablePointer<Float>](binding.parameters[p..<p + np]),
-                                          gradients: [UnsafeMutablePointer<Float>](binding.gradients[p..<p + np]),
-                                          state: [UnsafeMutablePointer<Float>](binding.state[s..<s + ns])))
+            l.layer.bind(binding.slice(parameters: p..<p + np, state: s..<s + ns))
             p += np; s += ns
         }
     }

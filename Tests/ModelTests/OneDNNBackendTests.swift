@@ -130,6 +130,33 @@ import Support
         #expect(relativeDifference(got.grads, direct.grads) < 1e-2, "gradients")
     }
 
+    /// Parameter gradients add up over backward passes until `zeroGradients` (gradient
+    /// accumulation), although the first backward after zeroing writes them instead of adding
+    /// (`ParameterStore.gradientEpoch`): two passes give twice one, and after zeroing one again.
+    @Test(arguments: ["onednn", "openblas"]) func gradientsAccumulateUntilZeroed(backend: String) throws {
+        let spec = ModelSpec(architecture: "resnet18", channels: 3, imageSize: 16, classes: 4)
+        let net = try Architectures.build(spec, backend: backend == "onednn" ? OneDNNBackend() : ConvolutionBackends.portable)
+        net.initializeParameters(seed: 5)
+        net.prepare(maxBatch: 2)
+        var rng = RandomSource(seed: 9)
+        let x = (0..<2 * net.inputShape.count).map { _ in rng.nextGaussian() }
+        var d = [Float](repeating: 0, count: 2 * spec.classes)
+        let logits = Array(UnsafeBufferPointer(start: net.forward(x, batch: 2, mode: .eval), count: 2 * spec.classes))
+        _ = SoftmaxCrossEntropy.evaluate(logits: logits, labels: [1, 3], batch: 2, classes: spec.classes, gradScale: 0.5, dLogits: &d)
+        func backward() -> [Float] {
+            net.backward(x, dLogits: d, batch: 2, mode: .eval)
+            return Array(net.store.gradientBuffer)
+        }
+        net.store.zeroGradients()
+        let once = backward()
+        let twice = backward()
+        net.store.zeroGradients()
+        let again = backward()
+        #expect(once.contains { $0 != 0 })
+        #expect(relativeDifference(twice, once.map { 2 * $0 }) < 1e-6)
+        #expect(again == once)
+    }
+
     @Test func backendAndAlgorithmNamesAreChecked() throws {
         #expect(try ConvolutionBackends.named("onednn", algorithm: "winograd").name == "onednn")
         #expect(try ConvolutionBackends.named("openblas").name == "openblas")
