@@ -7,15 +7,19 @@ import Foundation
 public final class ReLU6: Layer {
     public let kind = "relu6"
     private var count = 0
+    /// Computed by the BatchNorm before it (see `AbsorbableActivation`): the layer is the identity.
+    public internal(set) var absorbed = false
     public init() {}
     public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
+        if absorbed { return passThrough(x, y, batch * count) }
         for i in 0..<(batch * count) { y[i] = min(max(x[i], 0), 6) }
     }
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         guard let dx else { return }
+        if absorbed { return passThrough(dy, dx, batch * count) }
         for i in 0..<(batch * count) { dx[i] = y[i] > 0 && y[i] < 6 ? dy[i] : 0 }
     }
 }
@@ -33,15 +37,19 @@ public final class ReLU6: Layer {
 public final class SiLU: Layer {
     public let kind = "silu"
     private var count = 0
+    /// Computed by the BatchNorm before it (see `AbsorbableActivation`): the layer is the identity.
+    public internal(set) var absorbed = false
     public init() {}
     public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
+        if absorbed { return passThrough(x, y, batch * count) }
         for i in 0..<(batch * count) { y[i] = x[i] * logistic(x[i]) }
     }
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         guard let dx else { return }
+        if absorbed { return passThrough(dy, dx, batch * count) }
         for i in 0..<(batch * count) {
             let s = logistic(x[i])
             dx[i] = dy[i] * s * (1 + x[i] * (1 - s))
