@@ -15,7 +15,7 @@
 public final class BatchNorm2d: FreezableLayer {
     public let kind = "batchnorm2d"
     public let momentum: Float, eps: Float
-    private var shape = FeatureShape(features: 0)
+    public private(set) var shape = FeatureShape(features: 0)
     /// Set by `Network.applyFineTuning`.
     public internal(set) var frozen = false
     private var gamma: UnsafeMutablePointer<Float>!, beta: UnsafeMutablePointer<Float>!

@@ -63,4 +63,57 @@ import Support
     func dropout(mode: Mode) throws {
         expectClose(try GradientCheck(layer: Dropout(p: 0.3), input: FeatureShape(features: 20), batch: 3, mode: mode).run())
     }
+
+    // MARK: BatchNorm fused with the activation after it
+
+    /// BatchNorm2d followed by `activation`, as a network builds it: with `fused` the BatchNorm
+    /// absorbs the activation (which becomes a pass-through); `frozen` freezes the BatchNorm.
+    static func batchNormThen(_ activation: FusedActivation, fused: Bool, frozen: Bool = false) -> Sequential {
+        let bn = BatchNorm2d()
+        bn.frozen = frozen
+        let act: Layer = switch activation {
+        case .relu: ReLU()
+        case .relu6: ReLU6()
+        case .silu: SiLU()
+        }
+        let pair = Sequential([NamedLayer("0", bn), NamedLayer("1", act)])
+        if fused { pair.fuseActivations() }
+        #expect(bn.activation == (fused ? activation : nil))
+        #expect((act as! AbsorbableActivation).absorbed == fused)
+        return pair
+    }
+
+    static let activations: [FusedActivation] = [.relu, .relu6, .silu]
+
+    /// The fused layer's dx, γ and β gradients (planar and blocked16; in eval mode on inputs
+    /// spread wide enough to reach ReLU6's upper kink through the running statistics).
+    @Test(arguments: activations, [Mode.train, Mode.eval])
+    func fusedBatchNorm(activation: FusedActivation, mode: Mode) throws {
+        for layout in [ActivationLayout.planar, .blocked16] {
+            let channels = layout == .blocked16 ? 16 : 3
+            // Eval mode: γ moves every pre-activation of its channel by xhat·eps, so a smaller
+            // step keeps kinks out of it.
+            let check = GradientCheck(layer: Self.batchNormThen(activation, fused: true),
+                                      input: FeatureShape(channels: channels, height: 3, width: 5), batch: 4, mode: mode,
+                                      eps: mode == .eval ? 1e-3 : 3e-3,
+                                      makeInput: { rng, n in (0..<n).map { _ in rng.nextGaussian() * 4 } },
+                                      skipKinks: activation != .silu, layout: layout)
+            let reports = try check.run()
+            #expect(reports.map { $0.name.split(separator: " ")[0] } == ["sequential.dx", "sequential.0.weight", "sequential.0.bias"])
+            expectClose(reports)
+        }
+    }
+
+    /// A frozen BatchNorm (eval statistics, no γ/β gradients) fused: dx only.
+    @Test(arguments: activations, [ActivationLayout.planar, .blocked16])
+    func fusedFrozenBatchNorm(activation: FusedActivation, layout: ActivationLayout) throws {
+        let channels = layout == .blocked16 ? 16 : 3
+        let check = GradientCheck(layer: Self.batchNormThen(activation, fused: true, frozen: true),
+                                  input: FeatureShape(channels: channels, height: 4, width: 3), batch: 3, mode: .train, eps: 3e-3,
+                                  makeInput: { rng, n in (0..<n).map { _ in rng.nextGaussian() * 5 } },
+                                  skipKinks: activation != .silu, layout: layout)
+        let dx = try check.run().filter { $0.name.hasPrefix("sequential.dx") }
+        #expect(dx.count == 1)
+        expectClose(dx)
+    }
 }

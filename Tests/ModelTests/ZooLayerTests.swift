@@ -189,6 +189,12 @@ import Support
         let layer = SqueezeExcitation(channels: 6, squeezeChannels: 2)
         expectClose(try GradientCheck(layer: layer, input: FeatureShape(channels: 6, height: 4, width: 3), batch: 2,
                                       mode: mode, skipKinks: true).run())
+        // On the blocked layout (16 channels per block), through both backends' gate convolutions.
+        for backend in [ConvolutionBackends.portable, ConvolutionBackends.onednn] {
+            let blocked = SqueezeExcitation(channels: 16, squeezeChannels: 4, backend: backend)
+            expectClose(try GradientCheck(layer: blocked, input: FeatureShape(channels: 16, height: 3, width: 3), batch: 2,
+                                          mode: mode, skipKinks: true, layout: .blocked16).run())
+        }
         #expect(layer.parameterSpecs.map(\.name) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"])
         #expect(layer.parameterSpecs.map(\.shape) == [[2, 6, 1, 1], [2], [6, 2, 1, 1], [6]])
     }
