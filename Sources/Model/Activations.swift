@@ -24,13 +24,6 @@ public final class ReLU6: Layer {
     }
 }
 
-/// The logistic function σ(x) = 1 / (1 + e^−x), computed without overflow for large |x|.
-@inline(__always) func logistic(_ x: Float) -> Float {
-    if x >= 0 { return 1 / (1 + exp(-x)) }
-    let e = exp(x)
-    return e / (1 + e)
-}
-
 /// y = x·σ(x) (SiLU, "swish"), elementwise; any shape (EfficientNet's activation).
 ///
 /// Backward: dx = dy · σ(x)·(1 + x·(1 − σ(x))), from the saved input.
@@ -44,16 +37,13 @@ public final class SiLU: Layer {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
         if absorbed { return passThrough(x, y, batch * count) }
-        for i in 0..<(batch * count) { y[i] = x[i] * logistic(x[i]) }
+        Vec.map(x, y, batch * count, SiLUActivation.apply)
     }
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         guard let dx else { return }
         if absorbed { return passThrough(dy, dx, batch * count) }
-        for i in 0..<(batch * count) {
-            let s = logistic(x[i])
-            dx[i] = dy[i] * s * (1 + x[i] * (1 - s))
-        }
+        Vec.map(x, dy, dx, batch * count, SiLUActivation.gradient)
     }
 }
 
@@ -67,7 +57,7 @@ public final class Sigmoid: Layer {
     public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
-        for i in 0..<(batch * count) { y[i] = logistic(x[i]) }
+        Vec.map(x, y, batch * count, Vec.logistic)
     }
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {

@@ -108,7 +108,7 @@ enum IdentityActivation: PointwiseActivation {
 enum ReLUActivation: PointwiseActivation {
     static var cheap: Bool { true }
     @inline(__always) static func apply(_ z: Float) -> Float { max(z, 0) }
-    @inline(__always) static func apply(_ z: SIMD16<Float>) -> SIMD16<Float> { pointwiseMax(z, SIMD16(repeating: 0)) }
+    @inline(__always) static func apply(_ z: SIMD16<Float>) -> SIMD16<Float> { z.replacing(with: 0, where: z .< 0) }
     @inline(__always) static func gradient(_ z: Float, _ dy: Float) -> Float { z > 0 ? dy : 0 }
     @inline(__always) static func gradient(_ z: SIMD16<Float>, _ dy: SIMD16<Float>) -> SIMD16<Float> {
         SIMD16(repeating: 0).replacing(with: dy, where: z .> 0)
@@ -120,7 +120,7 @@ enum ReLU6Activation: PointwiseActivation {
     static var cheap: Bool { true }
     @inline(__always) static func apply(_ z: Float) -> Float { min(max(z, 0), 6) }
     @inline(__always) static func apply(_ z: SIMD16<Float>) -> SIMD16<Float> {
-        pointwiseMin(pointwiseMax(z, SIMD16(repeating: 0)), SIMD16(repeating: 6))
+        z.replacing(with: 0, where: z .< 0).replacing(with: 6, where: z .> 6)
     }
     @inline(__always) static func gradient(_ z: Float, _ dy: Float) -> Float { z > 0 && z < 6 ? dy : 0 }
     @inline(__always) static func gradient(_ z: SIMD16<Float>, _ dy: SIMD16<Float>) -> SIMD16<Float> {
@@ -128,23 +128,19 @@ enum ReLU6Activation: PointwiseActivation {
     }
 }
 
-/// SiLU: z·σ(z); gradient σ(z)·(1 + z·(1 − σ(z)))·dy. The exponential makes it expensive,
-/// so backward computes act'(z)·dy once and keeps it in dx between its two passes.
+/// SiLU: z·σ(z); gradient σ(z)·(1 + z·(1 − σ(z)))·dy, with the vectorised `Vec.logistic` (the
+/// scalar forms run the same vector code, so every element gets the same arithmetic). The
+/// stand-alone `SiLU` layer uses these too. Backward computes act'(z)·dy once and keeps it in
+/// dx between the BatchNorm's two passes rather than evaluating the exponential twice.
 enum SiLUActivation: PointwiseActivation {
     static var cheap: Bool { false }
-    @inline(__always) static func apply(_ z: Float) -> Float { z * logistic(z) }
-    @inline(__always) static func apply(_ z: SIMD16<Float>) -> SIMD16<Float> {
-        var y = z
-        for l in 0..<16 { y[l] = apply(z[l]) }
-        return y
-    }
+    @inline(__always) static func apply(_ z: Float) -> Float { apply(SIMD16(repeating: z))[0] }
+    @inline(__always) static func apply(_ z: SIMD16<Float>) -> SIMD16<Float> { z * Vec.logistic(z) }
     @inline(__always) static func gradient(_ z: Float, _ dy: Float) -> Float {
-        let s = logistic(z)
-        return dy * s * (1 + z * (1 - s))
+        gradient(SIMD16(repeating: z), SIMD16(repeating: dy))[0]
     }
     @inline(__always) static func gradient(_ z: SIMD16<Float>, _ dy: SIMD16<Float>) -> SIMD16<Float> {
-        var g = dy
-        for l in 0..<16 { g[l] = gradient(z[l], dy[l]) }
-        return g
+        let s = Vec.logistic(z)
+        return dy * s * (1 + z * (1 - s))
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 @testable import Model
 import Support
 
@@ -141,6 +142,24 @@ import Support
             layer.forward([-200, -90, 90, 200], &y, batch: 1, mode: .eval, context: StepContext())
             #expect(y.allSatisfy { $0.isFinite }, "\(layer.kind): \(y)")
         }
+    }
+
+    /// The vectorised σ (SiLU, Sigmoid, fused BatchNorm+SiLU) against the exact value in Double,
+    /// over the range where it is a normal Float, and its saturation beyond.
+    @Test func vectorisedLogisticIsAccurate() {
+        var worst = 0.0
+        for i in -8_700...12_000 {
+            let x = Float(i) * 0.01 + 0.003
+            let exact = 1 / (1 + Foundation.exp(-Double(x)))
+            worst = max(worst, abs(Double(Vec.logistic(x)) - exact) / exact)
+        }
+        #expect(worst < 1e-6, "max relative error \(worst)")
+        #expect(Vec.logistic(Float(200)) == 1 && Vec.logistic(Float(0)) == 0.5)
+        #expect(Vec.logistic(Float(-200)) >= 0 && Vec.logistic(Float(-200)) < 1e-37)
+        // Every lane of a vector gets what the scalar form gives.
+        let v = SIMD16<Float>((0..<16).map { Float($0) * 1.7 - 13 })
+        let lanes = Vec.logistic(v)
+        #expect((0..<16).allSatisfy { lanes[$0] == Vec.logistic(v[$0]) })
     }
 
     @Test(arguments: [(3, 2, 1), (3, 1, 1), (2, 2, 1)])
