@@ -114,28 +114,27 @@ public final class BatchNorm2d: FreezableLayer {
     }
 
     /// Batch mean and 1/sqrt(var + eps) into savedMean/savedInvStd; running statistics updated.
+    ///
+    /// One pass over x: Σd and Σd² of d = x − k, k a value of the channel itself (its first
+    /// element), so mean² does not swamp the variance: var = Σd²/m − (Σd/m)².
     private func computeStatistics(_ x: UnsafePointer<Float>, _ runs: Runs, batch: Int) {
         let L = runs.length, vectorEnd = L & ~15
         let m = batch * shape.plane
         for g in 0..<runs.groups {
-            var sum = SIMD16<Double>()
+            let first = x + runs.offset(0, g)
+            let k = runs.blocked ? Vec.load(first) : V(repeating: first[0])
+            var sum = SIMD16<Double>(), sq = SIMD16<Double>()
             for n in 0..<batch {
                 let p = x + runs.offset(n, g)
-                var acc = V(), tail: Float = 0, i = 0
-                while i < vectorEnd { acc += Vec.load(p + i); i += 16 }
-                while i < L { tail += p[i]; i += 1 }
-                sum += runs.collapse(acc, tail: tail)
+                var a = V(), b = V(), ta: Float = 0, tb: Float = 0, i = 0
+                while i < vectorEnd { let d = Vec.load(p + i) - k; a += d; b.addProduct(d, d); i += 16 }
+                while i < L { let d = p[i] - k[0]; ta += d; tb += d * d; i += 1 }
+                sum += runs.collapse(a, tail: ta); sq += runs.collapse(b, tail: tb)
             }
-            let mu = sum / Double(m), muF = V(mu)
-            var sq = SIMD16<Double>()
-            for n in 0..<batch {
-                let p = x + runs.offset(n, g)
-                var acc = V(), tail: Float = 0, i = 0
-                while i < vectorEnd { let d = Vec.load(p + i) - muF; acc.addProduct(d, d); i += 16 }
-                while i < L { let d = p[i] - muF[0]; tail += d * d; i += 1 }
-                sq += runs.collapse(acc, tail: tail)
-            }
-            let variance = sq / Double(m)
+            let shifted = sum / Double(m)
+            let mu = SIMD16<Double>(k) + shifted, muF = V(mu)
+            let raw = sq / Double(m) - shifted * shifted
+            let variance = raw.replacing(with: 0, where: raw .< 0)
             let invStd = V(1 / (variance + Double(eps)).squareRoot())
             let unbiased = V(m > 1 ? variance * (Double(m) / Double(m - 1)) : variance)
             runs.store(muF, savedMean, g); runs.store(invStd, savedInvStd, g)
