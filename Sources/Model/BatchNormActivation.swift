@@ -1,5 +1,3 @@
-import Foundation
-
 /// BatchNorm fused with the activation that follows it.
 ///
 /// Where a `BatchNorm2d` is directly followed (in the same run of layers: the network's top
@@ -7,7 +5,7 @@ import Foundation
 /// its forward writes act(bn(x)) in one pass, and its backward folds act'(·)·dy into its own
 /// passes (the pre-activation z = bn(x) is recomputed from x, mean, 1/σ, γ and β rather than
 /// stored). The activation layer stays in the layer list — same names, same tensors (none),
-/// same export — but becomes a pass-through: `Network` and `Sequential` alias its output to its
+/// same checkpoints — but becomes a pass-through: `Network` and `Sequential` alias its output to its
 /// input and skip it in forward and backward, so it costs neither a buffer nor a pass.
 /// A residual block's ReLU after the add is not a layer of its own and is never absorbed.
 
@@ -82,7 +80,7 @@ extension Network {
     }
 }
 
-// MARK: The arithmetic, shared by the fused BatchNorm and nothing else
+// MARK: The arithmetic of the fused BatchNorm (SiLU's also serves the stand-alone SiLU layer)
 
 /// An activation as pointwise maps on scalars and 16-lane vectors (bit-identical to each other
 /// and to the stand-alone layers: same operations in the same order).
