@@ -66,3 +66,6 @@ extension ReLU6: LayoutNegotiating {
 extension SiLU: LayoutNegotiating {
     public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
 }
+extension Sigmoid: LayoutNegotiating {
+    public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) { (offered, offered) }
+}

@@ -7,24 +7,21 @@ import Foundation
 public final class ReLU6: Layer {
     public let kind = "relu6"
     private var count = 0
+    /// Computed by the BatchNorm before it (see `AbsorbableActivation`): the layer is the identity.
+    public internal(set) var absorbed = false
     public init() {}
     public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
+        if absorbed { return passThrough(x, y, batch * count) }
         for i in 0..<(batch * count) { y[i] = min(max(x[i], 0), 6) }
     }
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         guard let dx else { return }
+        if absorbed { return passThrough(dy, dx, batch * count) }
         for i in 0..<(batch * count) { dx[i] = y[i] > 0 && y[i] < 6 ? dy[i] : 0 }
     }
-}
-
-/// The logistic function σ(x) = 1 / (1 + e^−x), computed without overflow for large |x|.
-@inline(__always) func logistic(_ x: Float) -> Float {
-    if x >= 0 { return 1 / (1 + exp(-x)) }
-    let e = exp(x)
-    return e / (1 + e)
 }
 
 /// y = x·σ(x) (SiLU, "swish"), elementwise; any shape (EfficientNet's activation).
@@ -33,19 +30,20 @@ public final class ReLU6: Layer {
 public final class SiLU: Layer {
     public let kind = "silu"
     private var count = 0
+    /// Computed by the BatchNorm before it (see `AbsorbableActivation`): the layer is the identity.
+    public internal(set) var absorbed = false
     public init() {}
     public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
-        for i in 0..<(batch * count) { y[i] = x[i] * logistic(x[i]) }
+        if absorbed { return passThrough(x, y, batch * count) }
+        Vec.map(x, y, batch * count, SiLUActivation.apply)
     }
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         guard let dx else { return }
-        for i in 0..<(batch * count) {
-            let s = logistic(x[i])
-            dx[i] = dy[i] * s * (1 + x[i] * (1 - s))
-        }
+        if absorbed { return passThrough(dy, dx, batch * count) }
+        Vec.map(x, dy, dx, batch * count, SiLUActivation.gradient)
     }
 }
 
@@ -59,7 +57,7 @@ public final class Sigmoid: Layer {
     public func configure(input: FeatureShape) throws -> FeatureShape { count = input.count; return input }
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
-        for i in 0..<(batch * count) { y[i] = logistic(x[i]) }
+        Vec.map(x, y, batch * count, Vec.logistic)
     }
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {

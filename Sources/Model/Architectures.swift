@@ -48,9 +48,10 @@ public enum Architectures {
     /// torchvision's spellings, accepted too.
     static let aliases = ["mobilenet_v2": "mobilenetv2", "efficientnet_b0": "efficientnet-b0"]
 
-    public static func build(_ spec: ModelSpec,
-                             backend: ConvolutionBackend = ConvolutionBackends.portable) throws -> Network {
-        try Network(spec: spec, layers: layers(spec, backend: backend))
+    /// - Parameter fuseActivations: see `Network.init` (false only to compare against in tests).
+    public static func build(_ spec: ModelSpec, backend: ConvolutionBackend = ConvolutionBackends.portable,
+                             fuseActivations: Bool = true) throws -> Network {
+        try Network(spec: spec, layers: layers(spec, backend: backend), fuseActivations: fuseActivations)
     }
 
     /// The named layers of `spec`'s network, not yet configured.

@@ -26,7 +26,11 @@ public final class Network {
     public var parameterNames: [String] { store.slots.map(\.name) }
     public var stateNames: [String] { store.stateSlots.map(\.name) }
 
+    /// Each layer's output memory; a pass-through layer's is its input's (the previous layer's).
     private var outputs: [UnsafeMutablePointer<Float>] = []
+    /// Layers that are skipped: activations absorbed by the BatchNorm before them (see
+    /// BatchNormActivation.swift); they own no output buffer.
+    private let skipped: [Bool]
     private var gradA: UnsafeMutablePointer<Float>?, gradB: UnsafeMutablePointer<Float>?
     private var specsPerLayer: [[ParameterSpec]] = []
     /// Top-level layers below this index have only frozen tensors (or none): `backward` stops
@@ -49,9 +53,15 @@ public final class Network {
         didSet { for l in layers { (l.layer as? Sequential)?.attach(gradientObserver, base: store.gradients) } }
     }
 
-    public init(spec: ModelSpec, layers: [NamedLayer]) throws {
+    /// - Parameter fuseActivations: let each BatchNorm compute the ReLU/ReLU6/SiLU layer that
+    ///   directly follows it (see BatchNormActivation.swift); false keeps them separate layers
+    ///   (same results within float rounding; for tests).
+    public init(spec: ModelSpec, layers: [NamedLayer], fuseActivations: Bool = true) throws {
         self.spec = spec
         self.layers = layers
+        if fuseActivations { layers.fuseBatchNormActivations() }
+        let skipped = layers.enumerated().map { $0.offset > 0 && isPassThrough($0.element.layer) }
+        self.skipped = skipped
         inputShape = FeatureShape(channels: spec.channels, height: spec.imageSize, width: spec.imageSize)
         var shape = inputShape, shapes: [FeatureShape] = []
         var pSpecs: [ParameterSpec] = [], sSpecs: [StateSpec] = []
@@ -78,6 +88,7 @@ public final class Network {
         if offered != .planar && (shapes.last ?? inputShape).plane > 1 { conversions.append(layers.count) }
         self.layouts = layouts
         self.conversions = conversions
+        precondition(!conversions.contains { $0 < layers.count && skipped[$0] }, "a pass-through layer changes the layout")
         store = ParameterStore(parameterSpecs: pSpecs, stateSpecs: sSpecs)
         var pi = 0, si = 0
         for l in layers {
@@ -141,7 +152,8 @@ public final class Network {
         freeActivations()
         self.maxBatch = maxBatch
         let largest = max(shapes.map(\.count).max() ?? 1, inputShape.count)
-        for s in shapes {
+        for (i, s) in shapes.enumerated() {
+            if skipped[i] { outputs.append(outputs[i - 1]); continue }
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, maxBatch * s.count))
             p.initialize(repeating: 0, count: max(1, maxBatch * s.count))
             outputs.append(p)
@@ -165,7 +177,7 @@ public final class Network {
     private func inputShape(_ i: Int) -> FeatureShape { i == 0 ? inputShape : shapes[i - 1] }
 
     private func freeActivations() {
-        outputs.forEach { $0.deallocate() }
+        for (i, p) in outputs.enumerated() where !skipped[i] { p.deallocate() }
         outputs = []
         converted.values.forEach { $0.deallocate() }
         converted = [:]
@@ -185,6 +197,7 @@ public final class Network {
                 LayoutConversion.convert(x, from: producedLayout(i), to: wantedLayout(i), c, shape: inputShape(i), batch: batch)
                 x = UnsafePointer(c)
             }
+            if skipped[i] { continue }
             l.layer.forward(x, outputs[i], batch: batch, mode: mode, context: context)
             x = UnsafePointer(outputs[i])
         }
@@ -206,6 +219,10 @@ public final class Network {
             dy = UnsafePointer(gradB!)
         }
         for i in stride(from: layers.count - 1, through: firstTrainableLayer, by: -1) {
+            if skipped[i] {
+                gradientObserver?.backwardProgress(finalFrom: nil)
+                continue
+            }
             let x = converted[i].map { UnsafePointer($0) } ?? (i == 0 ? input : UnsafePointer(outputs[i - 1]))
             let dx: UnsafeMutablePointer<Float>? = i == firstTrainableLayer ? nil : (useA ? gradA! : gradB!)
             // A converted input gets its gradient in the layer's layout, converted back after.

@@ -47,13 +47,23 @@ final class FloatBuffer {
 ///     let block = Sequential([NamedLayer("0", Conv2d(outChannels: 32, kernel: 3, padding: 1, bias: false)),
 ///                             NamedLayer("1", BatchNorm2d()), NamedLayer("2", ReLU6())])
 ///
+/// A pass-through sub-layer (an activation its BatchNorm absorbed) is skipped: its output is its
+/// input's memory, and if it ends the chain, the layer before it writes `y`.
+///
 /// x: [batch, input] → y: [batch, output of the last sub-layer].
 public final class Sequential: CompositeLayer {
     public let kind = "sequential"
     public let sublayers: [NamedLayer]
     /// Output shape of each sub-layer (after `configure`).
     public private(set) var shapes: [FeatureShape] = []
-    private var outputs: [FloatBuffer] = []
+    /// Output memory of each sub-layer that writes to a buffer of its own (not the last one that
+    /// computes, which writes `y`; pass-throughs share their input's).
+    private var outputs: [FloatBuffer?] = []
+    /// Per sub-layer: skipped (see `isPassThrough`), and the index of the sub-layer whose output
+    /// memory holds its output (itself, or for a pass-through the one it passes on).
+    private var skipped: [Bool] = [], owner: [Int] = []
+    /// The last sub-layer that is not a pass-through: it writes the caller's `y`.
+    private var lastComputing = 0
     private var gradA: FloatBuffer?, gradB: FloatBuffer?
     /// First gradient pointer of each sub-layer (nil: it has no parameters), from `bind`.
     private var firstGradient: [UnsafeMutablePointer<Float>?] = []
@@ -97,18 +107,29 @@ public final class Sequential: CompositeLayer {
     }
 
     public func prepare(maxBatch: Int) {
-        outputs = shapes.dropLast().map { FloatBuffer(count: maxBatch * $0.count) }
+        skipped = sublayers.enumerated().map { $0.offset > 0 && isPassThrough($0.element.layer) }
+        owner = []
+        for i in sublayers.indices { owner.append(skipped[i] ? owner[i - 1] : i) }
+        lastComputing = owner.last ?? 0
+        outputs = shapes.indices.map { i in
+            owner[i] == i && i != lastComputing ? FloatBuffer(count: maxBatch * shapes[i].count) : nil
+        }
         let largest = shapes.dropLast().map(\.count).max() ?? 0
         gradA = largest > 0 ? FloatBuffer(count: maxBatch * largest) : nil
         gradB = largest > 0 ? FloatBuffer(count: maxBatch * largest) : nil
         for l in sublayers { l.layer.prepare(maxBatch: maxBatch) }
     }
 
+    /// Where sub-layer i's output lives.
+    @inline(__always) private func output(_ i: Int, _ y: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        owner[i] == lastComputing ? y : outputs[owner[i]]!.pointer
+    }
+
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,
                         context: StepContext) {
         var input = x
-        for (i, l) in sublayers.enumerated() {
-            let out = i == sublayers.count - 1 ? y : outputs[i].pointer
+        for (i, l) in sublayers.enumerated() where !skipped[i] {
+            let out = output(i, y)
             l.layer.forward(input, out, batch: batch, mode: mode, context: context)
             input = UnsafePointer(out)
         }
@@ -116,17 +137,19 @@ public final class Sequential: CompositeLayer {
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
+        let yOut = UnsafeMutablePointer(mutating: y)
         var g = dy, useA = true
         for i in stride(from: sublayers.count - 1, through: 0, by: -1) {
-            let xi = i == 0 ? x : UnsafePointer(outputs[i - 1].pointer)
-            let yi = i == sublayers.count - 1 ? y : UnsafePointer(outputs[i].pointer)
-            let dxi = i == 0 ? dx : (useA ? gradA! : gradB!).pointer
-            sublayers[i].layer.backward(x: xi, y: yi, dy: g, dx: dxi, batch: batch, mode: mode)
+            if !skipped[i] {
+                let xi = i == 0 ? x : UnsafePointer(output(i - 1, yOut))
+                let dxi = i == 0 ? dx : (useA ? gradA! : gradB!).pointer
+                sublayers[i].layer.backward(x: xi, y: output(i, yOut), dy: g, dx: dxi, batch: batch, mode: mode)
+                if let dxi { g = UnsafePointer(dxi) }
+                useA.toggle()
+            }
             if let observer, let base = gradientBase {
                 observer.backwardProgress(finalFrom: firstGradient[i].map { $0 - base })
             }
-            if let dxi { g = UnsafePointer(dxi) }
-            useA.toggle()
         }
     }
 }

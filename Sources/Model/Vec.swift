@@ -72,4 +72,60 @@ enum Vec {
         while i + 16 <= n { store(z.replacing(with: load(dy + i), where: load(y + i) .> z), dx + i); i += 16 }
         while i < n { dx[i] = y[i] > 0 ? dy[i] : 0; i += 1 }
     }
+
+    /// e^x for x ≤ 0 (what the logistic function needs), 16 lanes at once: e^x = 2^n · e^r with
+    /// n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two for accuracy) and e^r from Cephes'
+    /// degree-6 polynomial on |r| ≤ ln2/2 (about 1 ulp); x below −87 is clamped (e^−87 ≈ 1.6e−38).
+    @inline(__always) static func expNonPositive(_ x: V) -> V {
+        let x = x.replacing(with: V(repeating: -87), where: x .< -87)
+        // Adding 1.5·2²³ rounds x·log2 e to an integer held in the low mantissa bits.
+        let magic = V(repeating: 12_582_912)
+        let t = x * V(repeating: 1.442_695_04) + magic
+        let n = t - magic
+        let r = x - n * V(repeating: 0.693_359_375) - n * V(repeating: -2.121_944_4e-4)
+        var p = V(repeating: 1.987_569_15e-4)
+        p = p * r + V(repeating: 1.398_199_95e-3)
+        p = p * r + V(repeating: 8.333_451_9e-3)
+        p = p * r + V(repeating: 4.166_579_59e-2)
+        p = p * r + V(repeating: 1.666_666_55e-1)
+        p = p * r + V(repeating: 5.000_000_12e-1)
+        let er = p * (r * r) + r + V(repeating: 1)
+        // 2^n: (n + 127) in the exponent field; the magic's own bits shift out above bit 31.
+        let bits = (unsafeBitCast(t, to: SIMD16<UInt32>.self) &+ 127) &<< 23
+        return er * unsafeBitCast(bits, to: V.self)
+    }
+
+    /// σ(x) = 1 / (1 + e^−x) on 16 lanes, from e^−|x| (never overflows): 1/(1 + e) for x ≥ 0,
+    /// e/(1 + e) below.
+    @inline(__always) static func logistic(_ x: V) -> V {
+        let e = expNonPositive((-x).replacing(with: x, where: x .< 0))
+        let inv = V(repeating: 1) / (V(repeating: 1) + e)
+        return (e * inv).replacing(with: inv, where: x .>= 0)
+    }
+
+    /// `logistic` of one value (the same arithmetic, so scalar tails match the vector lanes).
+    @inline(__always) static func logistic(_ x: Float) -> Float { logistic(V(repeating: x))[0] }
+
+    /// y[i] = f(x[i]), 16 lanes at a time; the tail goes through `f` too (zero-padded lanes).
+    @inline(__always) static func map(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ f: (V) -> V) {
+        var i = 0
+        while i + 16 <= n { store(f(load(x + i)), y + i); i += 16 }
+        guard i < n else { return }
+        var v = V()
+        for l in 0..<(n - i) { v[l] = x[i + l] }
+        let r = f(v)
+        for l in 0..<(n - i) { y[i + l] = r[l] }
+    }
+
+    /// c[i] = f(a[i], b[i]), 16 lanes at a time; the tail goes through `f` too.
+    @inline(__always) static func map(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                                      _ n: Int, _ f: (V, V) -> V) {
+        var i = 0
+        while i + 16 <= n { store(f(load(a + i), load(b + i)), c + i); i += 16 }
+        guard i < n else { return }
+        var u = V(), v = V()
+        for l in 0..<(n - i) { u[l] = a[i + l]; v[l] = b[i + l] }
+        let r = f(u, v)
+        for l in 0..<(n - i) { c[i + l] = r[l] }
+    }
 }

@@ -27,6 +27,9 @@ struct GradientCheck {
     var absoluteFloor = 1e-6
     /// Side input handed to the layer in `StepContext.metadata` ([batch, width]).
     var metadata: [Float]? = nil
+    /// The activation layout offered to the layer (it must accept it). The check needs no
+    /// conversions: x, y and r are just vectors, read and perturbed in whatever layout.
+    var layout = ActivationLayout.planar
 
     struct Report: CustomStringConvertible {
         var name: String
@@ -38,6 +41,10 @@ struct GradientCheck {
     func run() throws -> [Report] {
         var rng = RandomSource(seed: seed)
         let outShape = try layer.configure(input: input)
+        if layout != .planar {
+            let chosen = (layer as! LayoutNegotiating).negotiate(offered: layout, allowBlocked: true)
+            precondition(chosen.input == layout, "\(layer.kind) does not read \(layout)")
+        }
         let store = ParameterStore(parameterSpecs: layer.parameterSpecs, stateSpecs: layer.stateSpecs)
         layer.bind(ParameterBinding(parameters: store.slots.map { store.parameters + $0.range.lowerBound },
                                     gradients: store.slots.map { store.gradients + $0.range.lowerBound },

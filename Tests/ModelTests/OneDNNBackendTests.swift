@@ -183,8 +183,9 @@ import Support
     // MARK: Whole zoo models
 
     /// Logits and every parameter gradient of one training step, through `backend`.
-    func step(_ spec: ModelSpec, _ backend: ConvolutionBackend, batch: Int, mode: Mode) throws -> (logits: [Float], grads: [Float]) {
-        let net = try Architectures.build(spec, backend: backend)
+    func step(_ spec: ModelSpec, _ backend: ConvolutionBackend, batch: Int, mode: Mode,
+              fuse: Bool = true) throws -> (logits: [Float], grads: [Float]) {
+        let net = try Architectures.build(spec, backend: backend, fuseActivations: fuse)
         net.initializeParameters(seed: 3)
         net.prepare(maxBatch: batch)
         var rng = RandomSource(seed: 8)
@@ -215,5 +216,18 @@ import Support
         // each amplifying rounding differences; their finite-difference checks are in
         // NetworkGradientTests (both backends).
         #expect(relativeDifference(got.grads, ref.grads) < (deep ? 5e-2 : 1e-3), "gradients")
+    }
+
+    /// BatchNorm with its activation absorbed against the separate layers, whole models on
+    /// oneDNN (blocked16) and OpenBLAS (planar): the same arithmetic in the same order, so the
+    /// results agree to rounding even through the deep models' training-mode BatchNorms.
+    @Test(arguments: ["refcnn", "resnet18", "mobilenetv2", "efficientnet-b0"], ["onednn", "openblas"])
+    func fusedModelMatchesSeparateLayers(name: String, backend: String) throws {
+        let spec = ModelSpec(architecture: name, channels: 3, imageSize: 32, classes: 5)
+        let b = try ConvolutionBackends.named(backend)
+        let separate = try step(spec, b, batch: 3, mode: .train, fuse: false)
+        let fused = try step(spec, b, batch: 3, mode: .train)
+        #expect(relativeDifference(fused.logits, separate.logits) < 1e-5, "logits")
+        #expect(relativeDifference(fused.grads, separate.grads) < 1e-4, "gradients")
     }
 }

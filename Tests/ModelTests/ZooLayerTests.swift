@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 @testable import Model
 import Support
 
@@ -143,6 +144,24 @@ import Support
         }
     }
 
+    /// The vectorised σ (SiLU, Sigmoid, fused BatchNorm+SiLU) against the exact value in Double,
+    /// over the range where it is a normal Float, and its saturation beyond.
+    @Test func vectorisedLogisticIsAccurate() {
+        var worst = 0.0
+        for i in -8_700...12_000 {
+            let x = Float(i) * 0.01 + 0.003
+            let exact = 1 / (1 + Foundation.exp(-Double(x)))
+            worst = max(worst, abs(Double(Vec.logistic(x)) - exact) / exact)
+        }
+        #expect(worst < 1e-6, "max relative error \(worst)")
+        #expect(Vec.logistic(Float(200)) == 1 && Vec.logistic(Float(0)) == 0.5)
+        #expect(Vec.logistic(Float(-200)) >= 0 && Vec.logistic(Float(-200)) < 1e-37)
+        // Every lane of a vector gets what the scalar form gives.
+        let v = SIMD16<Float>((0..<16).map { Float($0) * 1.7 - 13 })
+        let lanes = Vec.logistic(v)
+        #expect((0..<16).allSatisfy { lanes[$0] == Vec.logistic(v[$0]) })
+    }
+
     @Test(arguments: [(3, 2, 1), (3, 1, 1), (2, 2, 1)])
     func maxPoolWithPaddingGradient(kernel: Int, stride: Int, padding: Int) throws {
         let check = GradientCheck(layer: MaxPool2d(kernel: kernel, stride: stride, padding: padding),
@@ -189,6 +208,12 @@ import Support
         let layer = SqueezeExcitation(channels: 6, squeezeChannels: 2)
         expectClose(try GradientCheck(layer: layer, input: FeatureShape(channels: 6, height: 4, width: 3), batch: 2,
                                       mode: mode, skipKinks: true).run())
+        // On the blocked layout (16 channels per block), through both backends' gate convolutions.
+        for backend in [ConvolutionBackends.portable, ConvolutionBackends.onednn] {
+            let blocked = SqueezeExcitation(channels: 16, squeezeChannels: 4, backend: backend)
+            expectClose(try GradientCheck(layer: blocked, input: FeatureShape(channels: 16, height: 3, width: 3), batch: 2,
+                                          mode: mode, skipKinks: true, layout: .blocked16).run())
+        }
         #expect(layer.parameterSpecs.map(\.name) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"])
         #expect(layer.parameterSpecs.map(\.shape) == [[2, 6, 1, 1], [2], [6, 2, 1, 1], [6]])
     }
