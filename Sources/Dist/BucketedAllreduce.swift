@@ -24,9 +24,11 @@ public final class BucketedAllreduce {
     public let count: Int
     public let bucketElements: Int
     public let communicator: Communicator
-    /// Disjoint ranges covering `0..<count`, each at most `bucketElements` long, in launch order:
-    /// `[count - b, count)`, `[count - 2b, count - b)`, …, down to `[0, …)`.
-    public let buckets: [Range<Int>]
+    /// Disjoint ranges covering `start..<count`, each at most `bucketElements` long, in launch
+    /// order: `[count - b, count)`, `[count - 2b, count - b)`, …, down to `[start, …)`.
+    public private(set) var buckets: [Range<Int>]
+    /// Elements below it are not reduced (`reduceOnly(from:)`; 0 by default).
+    public private(set) var start = 0
     /// Number of reductions (blocking or overlapped) started (debug counter).
     public private(set) var callCount = 0
     /// Whether `gradientsFinal` also calls MPI_Testall on the pending buckets (progress).
@@ -39,7 +41,7 @@ public final class BucketedAllreduce {
     public private(set) var lastSpanNanos: UInt64 = 0
     public private(set) var lastWaitNanos: UInt64 = 0
 
-    private let requests: ReductionRequests
+    private var requests: ReductionRequests
     private var buffer: UnsafeMutablePointer<Float>?
     private var nextBucket = 0
     private var firstStart: UInt64 = 0
@@ -55,14 +57,26 @@ public final class BucketedAllreduce {
         requests = communicator.makeReductionRequests(capacity: buckets.count)
     }
 
-    /// The bucket boundaries for `count` elements, from the end: `[count - b, count)`,
-    /// `[count - 2b, count - b)`, …, `[0, count - kb)`.
-    public static func plan(count: Int, bucketElements: Int) -> [Range<Int>] {
-        precondition(count >= 0 && bucketElements > 0)
-        return stride(from: count, to: 0, by: -bucketElements).map { Swift.max($0 - bucketElements, 0)..<$0 }
+    /// The bucket boundaries for `count` elements from `start` on, from the end:
+    /// `[count - b, count)`, `[count - 2b, count - b)`, …, `[start, count - kb)`.
+    public static func plan(count: Int, from start: Int = 0, bucketElements: Int) -> [Range<Int>] {
+        precondition(count >= start && start >= 0 && bucketElements > 0)
+        return stride(from: count, to: start, by: -bucketElements).map { Swift.max($0 - bucketElements, start)..<$0 }
     }
 
-    /// Sums `buffer[0..<count]` across all ranks, in place, one bucket at a time (blocking).
+    /// Reduces only `offset..<count` from now on: the elements below are known to be the same on
+    /// every rank (the zero gradients of frozen tensors, which need no communication). Every rank
+    /// must make the same call between reductions; the buckets are planned again.
+    public func reduceOnly(from offset: Int) {
+        precondition(buffer == nil, "BucketedAllreduce.reduceOnly during an overlapped reduction")
+        precondition(offset >= 0 && offset <= count, "BucketedAllreduce.reduceOnly(from: \(offset)) outside 0...\(count)")
+        guard offset != start else { return }
+        start = offset
+        buckets = Self.plan(count: count, from: offset, bucketElements: bucketElements)
+        requests = communicator.makeReductionRequests(capacity: buckets.count)
+    }
+
+    /// Sums `buffer[start..<count]` across all ranks, in place, one bucket at a time (blocking).
     public func reduce(_ buffer: UnsafeMutablePointer<Float>) throws {
         precondition(self.buffer == nil, "BucketedAllreduce.reduce during an overlapped reduction")
         callCount += 1
@@ -72,7 +86,7 @@ public final class BucketedAllreduce {
         }
     }
 
-    /// Arms an overlapped reduction of `buffer[0..<count]`: nothing starts until
+    /// Arms an overlapped reduction of `buffer[start..<count]`: nothing starts until
     /// `gradientsFinal(from:)` or `finishOverlap()`.
     public func beginOverlap(_ buffer: UnsafeMutablePointer<Float>) {
         precondition(self.buffer == nil, "BucketedAllreduce.beginOverlap twice")

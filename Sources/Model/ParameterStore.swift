@@ -121,6 +121,12 @@ public final class ParameterStore {
         optimizerName = name
     }
 
+    /// Elements before the first tensor with a non-zero learning-rate scale (`count` when all are
+    /// frozen): frozen tensors' gradients, zero on every rank, which need no allreduce.
+    public var frozenPrefix: Int {
+        slots.first { $0.lrScale != 0 }?.range.lowerBound ?? count
+    }
+
     /// Sets every gradient to zero (one memset) and starts a new gradient epoch.
     public func zeroGradients() {
         gradients.update(repeating: 0, count: count)

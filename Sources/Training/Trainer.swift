@@ -240,6 +240,8 @@ public final class Trainer {
         let unfrozen = options.unfreezeAtEpoch.map { epoch + 1 >= $0 } ?? false
         try run.net.applyFineTuning(freeze: unfrozen ? .none : FreezeSpec(options.freeze),
                                     backboneLRMultiplier: options.backboneLRMultiplier)
+        // Frozen tensors' gradients stay zero on every rank: only the rest is summed.
+        run.reducer.reduceOnly(from: run.net.store.frozenPrefix)
         let firstStep = run.globalStep % run.stepsPerEpoch
         let endStep = min(run.stepsPerEpoch, run.totalSteps - epoch * run.stepsPerEpoch)
         let order = run.sampler.epoch(epoch)
@@ -334,9 +336,12 @@ public final class Trainer {
             let dt = DispatchTime.now().uptimeNanoseconds - t
             e.allreduceNanos += dt; e.allreduceWaitNanos += dt
         }
-        if rescale != 1 { for i in 0..<store.count { store.gradients[i] *= rescale } }
+        // Below `reducer.start`: frozen tensors, no gradient (left out of the norm, as PyTorch's
+        // clip_grad_norm_ leaves out parameters without one).
+        let trained = run.reducer.start
+        if rescale != 1 { for i in trained..<store.count { store.gradients[i] *= rescale } }
         if let maxNorm = options.runControl.clipGradNorm {
-            e.gradNormSum += GradientClipping.clip(store.gradients, count: store.count, maxNorm: maxNorm)
+            e.gradNormSum += GradientClipping.clip(store.gradients + trained, count: store.count - trained, maxNorm: maxNorm)
         }
         run.optimizer.step(store, lr: e.lr)
         run.ema?.update(from: store)
@@ -372,6 +377,8 @@ public final class Trainer {
         // Debug counter: gradient allreduce calls per optimizer update (1 with or without accumulation).
         if e.updates > 0 {
             line["allreduce_per_step"] = Double(run.reducer.callCount - e.allreduceCallsBefore) / Double(e.updates)
+            // Gradient elements summed per allreduce (frozen tensors left out).
+            line["allreduce_elements"] = run.reducer.count - run.reducer.start
             if options.runControl.clipGradNorm != nil { line["grad_norm"] = e.gradNormSum / Double(e.updates) }
         }
         // This epoch's cache traffic over all ranks (training and validation reads).

@@ -77,6 +77,18 @@ import Testing
         #expect(plan == [6..<10, 2..<6, 0..<2])
     }
 
+    /// Frozen tensors at the start of the buffer are left out: the buckets cover `from..<count`.
+    @Test func reduceOnlyPlansTheTrainedPart() throws {
+        #expect(BucketedAllreduce.plan(count: 10, from: 3, bucketElements: 4) == [6..<10, 3..<6])
+        let b = BucketedAllreduce(count: 10, bucketElements: 4, communicator: LocalCommunicator())
+        b.reduceOnly(from: 7)
+        #expect(b.start == 7 && b.buckets == [7..<10])
+        b.reduceOnly(from: 10)
+        #expect(b.buckets.isEmpty)
+        b.reduceOnly(from: 0)
+        #expect(b.buckets == [6..<10, 2..<6, 0..<2])
+    }
+
     @Test func reduceOnLocalIsIdentityAndCounts() throws {
         let b = BucketedAllreduce(count: 1001, bucketElements: 100, communicator: LocalCommunicator())
         var x = (0..<1001).map { Float($0) * 0.5 }

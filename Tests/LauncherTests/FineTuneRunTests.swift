@@ -98,5 +98,28 @@ import TestSupport
         #expect(Array(c.parameters[..<backbone]) != Array(initial.store.parameterBuffer[..<backbone]))
         #expect(c.state != Array(initial.store.stateBuffer))
         #expect(c.header.options["freeze"] == "backbone" && c.header.options["unfreeze_at_epoch"] == "3")
+        // Only the trained tensors travel in the allreduce: the head while frozen, then everything.
+        let elements = try Fixtures.history(early).compactMap { $0["allreduce_elements"] as? Int }
+        #expect(elements == [initial.store.count - backbone, initial.store.count - backbone, initial.store.count])
+    }
+
+    /// With the backbone frozen (BatchNorm in eval mode), 2 ranks on half batches and 1 rank on the
+    /// whole batch take the same steps: the head's summed gradients are complete although the
+    /// backbone's are not communicated.
+    @Test func frozenBackboneOnTwoRanksMatchesOneRank() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 128, test: 32)
+        let common = ["train", "--train", data.train, "--model", "refcnn", "--channels", "1", "--image-size", "28", "--batch-size", "32",
+                      "--epochs", "1", "--seed", "5", "--freeze", "backbone", "--max-steps", "3", "--augment", "none", "--quiet"]
+        let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
+        var r = try TestSupport.distrainer(common + ["--out", one.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        r = try TestSupport.mpirun(2, common + ["--out", two.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let a = try Checkpoint.load(path: one.appendingPathComponent("last.ckpt").path)
+        let b = try Checkpoint.load(path: two.appendingPathComponent("last.ckpt").path)
+        #expect(a.header.step == 3 && b.header.step == 3)
+        let diff = zip(a.parameters, b.parameters).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(diff < 1e-5, "largest parameter difference \(diff)")
     }
 }
