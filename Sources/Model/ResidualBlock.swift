@@ -91,10 +91,10 @@ public final class ResidualBlock: CompositeLayer {
                 k[s] = rng.nextFloat() < dropPath ? 0 : scale
                 for i in 0..<n { y[s * n + i] = k[s] * b[s * n + i] + other[s * n + i] }
             }
+            if reluAfterAdd { Vec.relu(y, y, batch * n) }
         } else {
-            for i in 0..<(batch * n) { y[i] = b[i] + other[i] }
+            Vec.add(b, other, y, batch * n, relu: reluAfterAdd)
         }
-        if reluAfterAdd { Vec.relu(y, y, batch * n) }
     }
 
     public func backward(x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>,

@@ -65,6 +65,19 @@ enum Vec {
         while i < n { y[i] = max(x[i], 0); i += 1 }
     }
 
+    /// y = a + b, or max(a + b, 0) with `relu` (one pass: a residual block's add and ReLU).
+    static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, relu: Bool) {
+        var i = 0
+        let z = V(repeating: 0)
+        if relu {
+            while i + 16 <= n { let s = load(a + i) + load(b + i); store(z.replacing(with: s, where: s .> z), y + i); i += 16 }
+            while i < n { let s = a[i] + b[i]; y[i] = s > 0 ? s : 0; i += 1 }
+        } else {
+            while i + 16 <= n { store(load(a + i) + load(b + i), y + i); i += 16 }
+            while i < n { y[i] = a[i] + b[i]; i += 1 }
+        }
+    }
+
     /// dx = y > 0 ? dy : 0
     static func reluBackward(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
         var i = 0
