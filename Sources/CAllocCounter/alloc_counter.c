@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "alloc_counter.h"
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -62,7 +64,8 @@ static inline void count_allocation(size_t n) {
 #define ARENA_MIN_SHIFT 5            /* 32 bytes */
 #define ARENA_MAX_SHIFT 23           /* 8 MiB: a 4 MB gradient bucket's MPI temporary fits */
 #define ARENA_CLASSES (ARENA_MAX_SHIFT - ARENA_MIN_SHIFT + 1)
-#define ARENA_MAGIC 0x41524e41u      /* "ARNA" */
+#define ARENA_MAGIC 0x41524e41u      /* "ARNA": a live block */
+#define ARENA_FREED 0x46524545u      /* "FREE": on a free list */
 
 struct arena_header { uint32_t magic; uint16_t arena; uint8_t cls; uint8_t unused; uint32_t offset; uint32_t unused2; };
 struct arena_free { struct arena_free *next; };
@@ -78,8 +81,18 @@ static __thread int thread_arena __attribute__((tls_model("initial-exec")));   /
 static atomic_uint_fast64_t arena_allocations;
 COUNTER_TLS uint64_t t_arena;
 
-static inline void arena_lock(struct arena *a) { while (atomic_flag_test_and_set_explicit(&a->lock, memory_order_acquire)) { } }
+static inline void arena_lock(struct arena *a) {
+    while (atomic_flag_test_and_set_explicit(&a->lock, memory_order_acquire)) sched_yield();
+}
 static inline void arena_unlock(struct arena *a) { atomic_flag_clear_explicit(&a->lock, memory_order_release); }
+
+/* A child forked while another thread held an arena's lock would wait for it forever. */
+static void arena_unlock_all_in_child(void) {
+    for (int i = 0; i < ARENA_MAX; i++) atomic_flag_clear(&arenas[i].lock);
+}
+__attribute__((constructor)) static void arena_register_fork_handler(void) {
+    pthread_atfork(NULL, NULL, arena_unlock_all_in_child);
+}
 
 /* The calling thread's arena (made on its first marked call), or NULL. */
 static struct arena *own_arena(void) {
@@ -110,6 +123,7 @@ static inline struct arena *arena_of(const void *p) {
 static void *arena_allocate(size_t n, size_t align) {
     if (align > 64 || (align & (align - 1)) != 0) return NULL;
     if (align < 16) align = 16;
+    if (n > ((size_t)1 << ARENA_MAX_SHIFT)) return NULL;   /* before the sum below could wrap */
     size_t need = n + sizeof(struct arena_header) + (align - 16);
     if (need > ((size_t)1 << ARENA_MAX_SHIFT)) return NULL;
     struct arena *a = own_arena();
@@ -120,8 +134,10 @@ static void *arena_allocate(size_t n, size_t align) {
     char *block;
     arena_lock(a);
     if (a->free_lists[cls] != NULL) {
-        block = (char *)a->free_lists[cls];
-        a->free_lists[cls] = a->free_lists[cls]->next;
+        /* A freed block: its link is in its old user area, its old header says where it starts. */
+        struct arena_free *f = a->free_lists[cls];
+        a->free_lists[cls] = f->next;
+        block = (char *)f - ((struct arena_header *)f - 1)->offset;
     } else if (a->top + size <= ARENA_BYTES) {
         block = atomic_load_explicit(&a->base, memory_order_relaxed) + a->top;
         a->top += size;
@@ -146,14 +162,17 @@ static inline size_t arena_usable(const void *p) {
     return ((size_t)1 << (h->cls + ARENA_MIN_SHIFT)) - h->offset;
 }
 
+/* Puts p on its class's free list (the link in p's user area, the header kept). A pointer that
+   is not a live block of this arena (a double or invalid free) aborts, as glibc would. */
 static void arena_release(struct arena *a, void *p) {
     struct arena_header *h = (struct arena_header *)p - 1;
-    struct arena_free *block = (struct arena_free *)((char *)p - h->offset);
+    if (h->magic != ARENA_MAGIC || h->cls >= ARENA_CLASSES || h->arena != (uint16_t)(a - arenas)) abort();
     int cls = h->cls;
-    h->magic = 0;
+    h->magic = ARENA_FREED;
+    struct arena_free *f = (struct arena_free *)p;
     arena_lock(a);
-    block->next = a->free_lists[cls];
-    a->free_lists[cls] = block;
+    f->next = a->free_lists[cls];
+    a->free_lists[cls] = f;
     arena_unlock(a);
 }
 
@@ -181,8 +200,9 @@ void *realloc(void *p, size_t n) {
     struct arena *a = p != NULL ? arena_of(p) : NULL;
     if (a == NULL && !thread_external) { count_allocation(n); return __libc_realloc(p, n); }
     if (a == NULL && p != NULL) { count_allocation(n); return __libc_realloc(p, n); }
-    /* An arena block (or a fresh allocation inside a marked call): move it. */
+    /* An arena block (or a fresh allocation inside a marked call): keep it if it fits, else move it. */
     if (n == 0 && p != NULL) { free(p); return NULL; }
+    if (p != NULL && n <= arena_usable(p)) return p;
     void *q = allocate(n, 16);
     if (q != NULL && p != NULL) {
         size_t old = arena_usable(p);
@@ -205,9 +225,14 @@ int posix_memalign(void **out, size_t a, size_t n) {
 size_t malloc_usable_size(void *p) {
     if (p == NULL) return 0;
     if (arena_of(p) != NULL) return arena_usable(p);
-    static size_t (*libc_usable)(void *);
-    if (libc_usable == NULL) libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
-    return libc_usable != NULL ? libc_usable(p) : 0;
+    typedef size_t (*usable_fn)(void *);
+    static _Atomic(usable_fn) libc_usable;
+    usable_fn f = atomic_load_explicit(&libc_usable, memory_order_relaxed);
+    if (f == NULL) {
+        f = (usable_fn)dlsym(RTLD_NEXT, "malloc_usable_size");
+        atomic_store_explicit(&libc_usable, f, memory_order_relaxed);
+    }
+    return f != NULL ? f(p) : 0;
 }
 
 void free(void *p) {

@@ -88,8 +88,11 @@ final class MPIReductionRequests: ReductionRequests {
             }
         }
         if persistentUnsupported {
-            try communicator.check(MPI_Iallreduce(UnsafeRawPointer(shim_MPI_IN_PLACE()), base, n, shim_MPI_FLOAT(),
-                                                  communicator.mpiOp(op), communicator.comm, requests + slot), "MPI_Iallreduce")
+            let rc = LibraryCall.run {
+                MPI_Iallreduce(UnsafeRawPointer(shim_MPI_IN_PLACE()), base, n, shim_MPI_FLOAT(),
+                               communicator.mpiOp(op), communicator.comm, requests + slot)
+            }
+            try communicator.check(rc, "MPI_Iallreduce")
         } else {
             try communicator.check(LibraryCall.run { MPI_Start(requests + slot) }, "MPI_Start")
         }

@@ -115,14 +115,18 @@ public final class BatchNorm2d: FreezableLayer {
 
     /// Batch mean and 1/sqrt(var + eps) into savedMean/savedInvStd; running statistics updated.
     ///
-    /// One pass over x: Σd and Σd² of d = x − k, k a value of the channel itself (its first
-    /// element), so mean² does not swamp the variance: var = Σd²/m − (Σd/m)².
+    /// One pass over x: Σd and Σd² of d = x − k, k the channel's mean over the first sample (a
+    /// 1/batch extra read, close to the batch mean), so mean² does not swamp the variance:
+    /// var = Σd²/m − (Σd/m)², and the cancellation left grows only with ((k − mean)/std)².
     private func computeStatistics(_ x: UnsafePointer<Float>, _ runs: Runs, batch: Int) {
         let L = runs.length, vectorEnd = L & ~15
         let m = batch * shape.plane
         for g in 0..<runs.groups {
             let first = x + runs.offset(0, g)
-            let k = runs.blocked ? Vec.load(first) : V(repeating: first[0])
+            var ka = V(), kt: Float = 0, j = 0
+            while j < vectorEnd { ka += Vec.load(first + j); j += 16 }
+            while j < L { kt += first[j]; j += 1 }
+            let k = V(runs.collapse(ka, tail: kt) / Double(shape.plane))
             var sum = SIMD16<Double>(), sq = SIMD16<Double>()
             for n in 0..<batch {
                 let p = x + runs.offset(n, g)

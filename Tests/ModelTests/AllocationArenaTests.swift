@@ -70,6 +70,26 @@ import CAllocCounter
         free(again)
     }
 
+    @Test func callocReallocAndAlignmentInsideMarkedCalls() throws {
+        distrainer_alloc_counter_enter_external()
+        defer { distrainer_alloc_counter_leave_external() }
+        let dirty = malloc(800)!
+        memset(dirty, 0xFF, 800)
+        free(dirty)
+        let c = calloc(100, 8)!.assumingMemoryBound(to: UInt8.self)   // likely the block just freed
+        #expect((0..<800).allSatisfy { c[$0] == 0 })
+        for i in 0..<800 { c[i] = UInt8(i % 251) }
+        let r = realloc(c, 3000)!.assumingMemoryBound(to: UInt8.self)
+        #expect((0..<800).allSatisfy { r[$0] == UInt8($0 % 251) })
+        #expect(realloc(r, 100)! == UnsafeMutableRawPointer(r))   // shrinking keeps the block
+        var p: UnsafeMutableRawPointer?
+        #expect(posix_memalign(&p, 32, 40) == 0 && UInt(bitPattern: p) % 32 == 0)
+        // A size whose header arithmetic would wrap: not served from the arena, glibc refuses.
+        #expect(malloc(Int.max - 8) == nil)
+        #expect(calloc(1, Int.max - 8) == nil)
+        free(r); free(p)
+    }
+
     @Test func whatTheArenaCannotServeIsCountedAsTheLibrarys() {
         free(libraryAllocation(64, 0))   // this thread's arena exists
         var strict: UnsafeMutableRawPointer?

@@ -125,7 +125,10 @@ import Support
         let spec = ModelSpec(architecture: name, channels: 3, imageSize: 32, classes: 5)
         let direct = try step(spec, Self.onednn, batch: 3, mode: .train)
         let got = try step(spec, auto, batch: 3, mode: .train)
-        #expect(got.logits != direct.logits, "Winograd ran (its rounding differs from direct)")
+        // oneDNN 2.6 has Winograd kernels for AVX-512 only (elsewhere it runs direct).
+        let probe = auto.makeKernel(ConvGeometry(input: FeatureShape(channels: 32, height: 16, width: 16), outChannels: 32,
+                                                 kernel: 3, stride: 1, padding: 1), maxBatch: 2) as! OneDNNConvKernel
+        if probe.winograd.forward { #expect(got.logits != direct.logits, "Winograd ran (its rounding differs from direct)") }
         #expect(relativeDifference(got.logits, direct.logits) < 1e-4, "logits")
         #expect(relativeDifference(got.grads, direct.grads) < 1e-2, "gradients")
     }
@@ -202,15 +205,17 @@ import Support
         return (logits, Array(net.store.gradientBuffer))
     }
 
-    /// In training mode at 32×32 the deep models end on 1×1 planes where BatchNorm normalises 3
-    /// values per channel; float rounding differences grow through ~50 such layers, so those
-    /// run at 64×64 with batch 4 (eval mode, whose BatchNorm is affine, at 32×32).
+    /// In training mode at 32×32 the ResNets, MobileNetV2 and EfficientNet end on 1×1 planes where
+    /// BatchNorm normalises 3 values per channel, which amplifies float rounding differences
+    /// (resnet18 sat at 1.5–1.8e-3 there), so those run at 64×64 with batch 4 (eval mode, whose
+    /// BatchNorm is affine, at 32×32).
     @Test(arguments: ["refcnn", "cnn-small", "resnet18", "resnet50", "mobilenetv2", "efficientnet-b0"], [Mode.train, Mode.eval])
     func zooModelMatchesOpenBLAS(name: String, mode: Mode) throws {
         let deep = mode == .train && ["resnet50", "mobilenetv2", "efficientnet-b0"].contains(name)
-        let spec = ModelSpec(architecture: name, channels: 3, imageSize: deep ? 64 : 32, classes: 5)
-        let ref = try step(spec, ConvolutionBackends.portable, batch: deep ? 4 : 3, mode: mode)
-        let got = try step(spec, Self.onednn, batch: deep ? 4 : 3, mode: mode)
+        let large = deep || (mode == .train && name == "resnet18")
+        let spec = ModelSpec(architecture: name, channels: 3, imageSize: large ? 64 : 32, classes: 5)
+        let ref = try step(spec, ConvolutionBackends.portable, batch: large ? 4 : 3, mode: mode)
+        let got = try step(spec, Self.onednn, batch: large ? 4 : 3, mode: mode)
         #expect(relativeDifference(got.logits, ref.logits) < 1e-4, "logits")
         // The deep models' gradients pass through ~50 training-mode BatchNorm backward steps,
         // each amplifying rounding differences; their finite-difference checks are in
