@@ -25,6 +25,10 @@ static atomic_int seen;
 static atomic_uint_fast64_t allocations, frees, bytes;
 /* Set while this thread is inside a library call marked as external (see alloc_counter.h). */
 static __thread int thread_external __attribute__((tls_model("initial-exec")));
+/* OpenMP's (libgomp, loaded with oneDNN; weak: NULL without it). distrainer itself runs no OpenMP
+   region, so a thread inside one is running a oneDNN kernel: a library call as well. */
+extern int omp_in_parallel(void) __attribute__((weak));
+static inline int inside_library(void) { return thread_external || (omp_in_parallel != NULL && omp_in_parallel()); }
 static atomic_uint_fast64_t external_allocations;
 
 /* This thread's counts while it counts alone (tests counting on several threads at once do not
@@ -41,12 +45,12 @@ static inline void count_allocation(size_t n) {
     atomic_store_explicit(&seen, 1, memory_order_relaxed);
     if (thread_enabled) {
         t_allocations++; t_bytes += n;
-        if (thread_external) t_external++;
+        if (inside_library()) t_external++;
     }
     if (atomic_load_explicit(&enabled, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&allocations, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&bytes, n, memory_order_relaxed);
-        if (thread_external) atomic_fetch_add_explicit(&external_allocations, 1, memory_order_relaxed);
+        if (inside_library()) atomic_fetch_add_explicit(&external_allocations, 1, memory_order_relaxed);
     }
 }
 
@@ -178,7 +182,7 @@ static void arena_release(struct arena *a, void *p) {
 
 /* In a marked call: the arena first, then glibc (counted). Elsewhere: glibc (counted). */
 static inline void *allocate(size_t n, size_t align) {
-    if (thread_external) {
+    if (inside_library()) {
         void *p = arena_allocate(n, align);
         if (p != NULL) return p;
     }
@@ -189,7 +193,7 @@ static inline void *allocate(size_t n, size_t align) {
 void *malloc(size_t n) { return allocate(n, 16); }
 void *calloc(size_t c, size_t n) {
     if (n != 0 && c > SIZE_MAX / n) { errno = ENOMEM; return NULL; }
-    if (thread_external) {
+    if (inside_library()) {
         void *p = arena_allocate(c * n, 16);
         if (p != NULL) { memset(p, 0, c * n); return p; }
     }
@@ -198,7 +202,7 @@ void *calloc(size_t c, size_t n) {
 }
 void *realloc(void *p, size_t n) {
     struct arena *a = p != NULL ? arena_of(p) : NULL;
-    if (a == NULL && !thread_external) { count_allocation(n); return __libc_realloc(p, n); }
+    if (a == NULL && !inside_library()) { count_allocation(n); return __libc_realloc(p, n); }
     if (a == NULL && p != NULL) { count_allocation(n); return __libc_realloc(p, n); }
     /* An arena block (or a fresh allocation inside a marked call): keep it if it fits, else move it. */
     if (n == 0 && p != NULL) { free(p); return NULL; }

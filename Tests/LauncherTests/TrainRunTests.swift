@@ -197,10 +197,13 @@ import TestSupport
 }
 
 @Suite(.serialized) struct BenchRunTests {
+    /// Throughput JSON, and no system allocation per warmed-up step in the whole process (its own
+    /// process, so every thread counts: 1 and 2 ranks, and 2 oneDNN/OpenMP threads, whose kernels'
+    /// allocations come from the arena like the calling thread's).
     @Test func benchPrintsThroughputJSON() throws {
-        for ranks in [1, 2] {
+        for (ranks, threads) in [(1, 1), (2, 1), (1, 2)] {
             let args = ["bench", "--model", "refcnn", "--image-size", "16", "--batch-size", "8", "--steps", "2",
-                        "--windows", "2", "--warmup", "1"]
+                        "--windows", "2", "--warmup", "1", "--threads", "\(threads)"]
             let r = ranks == 1 ? try TestSupport.distrainer(args) : try TestSupport.mpirun(ranks, args)
             #expect(r.status == 0, "\(r.stderr)")
             let line = try #require(r.stdout.split(separator: "\n").last)
@@ -209,6 +212,9 @@ import TestSupport
             #expect((json["images_per_sec"] as? Double ?? 0) > 0)
             #expect((json["per_rank_images_per_sec"] as? [Double])?.count == ranks)
             #expect((json["peak_rss_mb"] as? [Double])?.allSatisfy { $0 > 0 } == true)
+            let allocations = try #require(json["allocations_per_step"] as? [String: Double])
+            #expect(allocations["overlap_on"] == 0 && allocations["overlap_off"] == 0, "\(ranks) ranks × \(threads) threads: \(allocations)")
+            #expect((allocations["overlap_on_arena"] ?? 0) > 0)
         }
     }
 }

@@ -23,7 +23,9 @@ uint64_t distrainer_alloc_counter_frees(void);
 uint64_t distrainer_alloc_counter_bytes(void);
 /* Marks the calling thread as inside a library call whose own allocations its caller cannot
    avoid (oneDNN's dnnl_primitive_execute builds a std::unordered_map of its arguments per call;
-   OpenMPI's collectives allocate requests and temporaries). Allocations made in between come
+   OpenMPI's collectives allocate requests and temporaries). Threads inside an OpenMP parallel
+   region (oneDNN's kernels with --threads > 1; distrainer runs none of its own) count as inside
+   a library call too. Allocations made in between come
    from the thread's arena: 64 MiB of address space mapped once per thread on its first marked
    call (pages are touched only as used), power-of-two blocks of 32 B..8 MiB with free lists,
    alignment up to 64; a block goes
