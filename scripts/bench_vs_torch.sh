@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Single-rank training throughput of distrainer next to PyTorch (../shared/bench/torch_bench.py),
 # 1 thread each, alternating whole launches: refcnn 3x32x32 batch 64, resnet18 and mobilenetv2
-# 3x64x64 batch 32 (PyTorch's mobilenetv2 is torchvision's, added to torch_bench's model table
-# here). Prints each JSON line and the medians and per-pair ratios.
-# Usage: scripts/bench_vs_torch.sh [launches=3]
+# 3x64x64 batch 32, and the same for efficientnet-b0 (PyTorch's mobilenetv2 and efficientnet_b0
+# are torchvision's, added to torch_bench's model table here). Prints each JSON line and the
+# medians and per-pair ratios.
+# Usage: scripts/bench_vs_torch.sh [launches=3] [models="refcnn resnet18 mobilenetv2 efficientnet-b0"]
 set -euo pipefail
 LAUNCHES=${1:-3}
+MODELS=${2:-"refcnn resnet18 mobilenetv2 efficientnet-b0"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${DISTRAINER:-$ROOT/.build/release/distrainer}
 BENCH=${TORCH_BENCH_DIR:-$ROOT/../shared/bench}
@@ -22,12 +24,15 @@ def build(name):
     if name == "mobilenetv2":
         import torchvision
         return torchvision.models.mobilenet_v2(num_classes=10), (3, 64, 64), 32
+    if name == "efficientnet-b0":
+        import torchvision
+        return torchvision.models.efficientnet_b0(num_classes=10), (3, 64, 64), 32
     return base(name)
 torch_bench.build = build
 torch_bench.main()
 PYEOF
 for _ in $(seq "$LAUNCHES"); do
-  for m in refcnn resnet18 mobilenetv2; do
+  for m in $MODELS; do
     if [ "$m" = refcnn ]; then args=(--image-size 32 --batch-size 64); w=(--windows 3 --steps 8 --warmup 3)
     else args=(--image-size 64 --batch-size 32); w=(--windows 3 --steps 4 --warmup 2); fi
     "$PY" "$OUT/torch_zoo.py" --model "$m" --threads 1 "${w[@]}" | grep '^{' | tail -1 | sed "s/^{/{\"who\": \"torch\", \"m\": \"$m\", /" >> "$OUT/all.jsonl"
@@ -35,13 +40,14 @@ for _ in $(seq "$LAUNCHES"); do
   done
 done
 cat "$OUT/all.jsonl"
-python3 - "$OUT/all.jsonl" <<'PY'
+# shellcheck disable=SC2086  # the model names are separate arguments
+python3 - "$OUT/all.jsonl" $MODELS <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def rate(d):
     for k in ("images_per_sec", "ips_median", "median"):
         if k in d: return d[k]
-for m in ("refcnn", "resnet18", "mobilenetv2"):
+for m in sys.argv[2:]:
     d = [rate(r) for r in rows if r["m"] == m and r["who"] == "distrainer"]
     t = [rate(r) for r in rows if r["m"] == m and r["who"] == "torch"]
     ratios = [a / b for a, b in zip(d, t)]
