@@ -22,14 +22,6 @@ public enum OneDNN {
     public static func setThreads(_ n: Int) { omp_set_num_threads(Int32(max(1, n))) }
     public static var threads: Int { Int(omp_get_max_threads()) }
 
-    /// Allocations inside oneDNN's `dnnl_primitive_execute` (its own, unavoidable through its C
-    /// API) since the allocation counter (CAllocCounter) was last started: served from the
-    /// calling thread's arena (`arena`), or by the system allocator when the arena could not
-    /// (`system`, counted among all allocations too).
-    public static var executeAllocations: (arena: UInt64, system: UInt64) {
-        (distrainer_alloc_counter_arena_allocations(), distrainer_alloc_counter_external_allocations())
-    }
-
     static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
         if status != dnnl_success { fatalError("oneDNN: \(what()) failed (status \(status.rawValue))") }
     }
@@ -147,7 +139,7 @@ final class DNNLPrimitive {
     @inline(__always) func run(_ stream: dnnl_stream_t) {
         // oneDNN allocates inside every execute (C API: a std::unordered_map of the arguments,
         // one node per argument and a bucket array, plus a few in some kernels); marked so they
-        // come from the thread's arena, not the system allocator (`OneDNN.executeAllocations`).
+        // come from the thread's arena, not the system allocator (CAllocCounter).
         distrainer_alloc_counter_enter_external()
         let status = dnnl_primitive_execute(primitive, stream, Int32(count), args)
         distrainer_alloc_counter_leave_external()

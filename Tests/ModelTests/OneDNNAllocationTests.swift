@@ -38,7 +38,7 @@ import CAllocCounter
             distrainer_alloc_counter_start(1)
             step()
             distrainer_alloc_counter_stop()
-            perStep.append((distrainer_alloc_counter_allocations(), OneDNN.executeAllocations.arena))
+            perStep.append((distrainer_alloc_counter_allocations(), distrainer_alloc_counter_arena_allocations()))
         }
         for (i, c) in perStep.enumerated() {
             #expect(c.system == 0, "\(model) step \(i): \(c.system) system allocations")
