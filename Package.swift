@@ -44,11 +44,11 @@ let package = Package(
 
         // MARK: Core libraries
         /// Small shared pieces: seeded RNG, atomic file writes, JSON lines, errors.
-        .target(name: "Support", swiftSettings: cpuFlags),
+        .target(name: "Support", dependencies: ["CAllocCounter"], swiftSettings: cpuFlags),
         /// Every MPI call lives here.
-        .target(name: "Dist", dependencies: ["CMPI", "CAllocCounter"], swiftSettings: cpuFlags),
+        .target(name: "Dist", dependencies: ["CMPI", "Support"], swiftSettings: cpuFlags),
         /// Tensors, layers, losses, optimizers, checkpoints.
-        .target(name: "Model", dependencies: ["COpenBLAS", "CDNNL", "Support", "CAllocCounter"], swiftSettings: cpuFlags),
+        .target(name: "Model", dependencies: ["COpenBLAS", "CDNNL", "Support"], swiftSettings: cpuFlags),
         /// Manifests, sharding, decoding, augmentation, batch loading, IDX import.
         .target(name: "Shards", dependencies: ["CPNG", "CZlib", "CCurl", "CTurboJPEG", "Support",
                                                .product(name: "Crypto", package: "swift-crypto")],

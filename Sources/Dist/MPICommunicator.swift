@@ -1,3 +1,4 @@
+import Support
 import CMPI
 import Foundation
 

@@ -1,3 +1,4 @@
+import Support
 import CMPI
 
 /// A fixed number of reusable slots for non-blocking in-place reductions, so a training step can

@@ -1,5 +1,5 @@
 import CDNNL
-import CAllocCounter
+import Support
 
 /// oneDNN (libdnnl 2.6, C API) plumbing: one CPU engine, memory descriptors, owned buffers,
 /// primitives with their argument lists prepared once, and reorders between layouts.
@@ -140,9 +140,7 @@ final class DNNLPrimitive {
         // oneDNN allocates inside every execute (C API: a std::unordered_map of the arguments,
         // one node per argument and a bucket array, plus a few in some kernels); marked so they
         // come from the thread's arena, not the system allocator (CAllocCounter).
-        distrainer_alloc_counter_enter_external()
-        let status = dnnl_primitive_execute(primitive, stream, Int32(count), args)
-        distrainer_alloc_counter_leave_external()
+        let status = LibraryCall.run { dnnl_primitive_execute(primitive, stream, Int32(count), args) }
         OneDNN.check(status, "execution")
     }
 

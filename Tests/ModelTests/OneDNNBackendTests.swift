@@ -48,6 +48,14 @@ import Support
         return Passes(y: y, dx: dx, dWeight: dW, dBias: dB)
     }
 
+    /// Every pass of `got` within 1e-5 (relative) of `ref`.
+    func expectSame(_ got: Passes, _ ref: Passes, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(relativeDifference(got.y, ref.y) < 1e-5, "forward", sourceLocation: sourceLocation)
+        #expect(relativeDifference(got.dx, ref.dx) < 1e-5, "backward data", sourceLocation: sourceLocation)
+        #expect(relativeDifference(got.dWeight, ref.dWeight) < 1e-5, "backward weights", sourceLocation: sourceLocation)
+        #expect(relativeDifference(got.dBias, ref.dBias) < 1e-5, "bias gradient", sourceLocation: sourceLocation)
+    }
+
     /// (in, out, groups, kernel, stride, padding): dense 3×3 (stride 1 and 2), pointwise, 5×5,
     /// 7×7 stride 2 (resnet stem), 2×2 without padding, grouped, depthwise, strided 1×1.
     static let cases = [(3, 5, 1, 3, 1, 1), (16, 32, 1, 3, 1, 1), (8, 16, 1, 3, 2, 1), (6, 10, 1, 1, 1, 0),
@@ -62,10 +70,7 @@ import Support
                              stride: s, padding: p, groups: groups)
         let ref = run(ConvolutionBackends.portable, g, batch: 3, bias: bias)
         let got = run(Self.onednn, g, batch: 3, bias: bias)
-        #expect(relativeDifference(got.y, ref.y) < 1e-5, "forward")
-        #expect(relativeDifference(got.dx, ref.dx) < 1e-5, "backward data")
-        #expect(relativeDifference(got.dWeight, ref.dWeight) < 1e-5, "backward weights")
-        #expect(relativeDifference(got.dBias, ref.dBias) < 1e-5, "bias gradient")
+        expectSame(got, ref)
         #expect(bias || got.dBias.allSatisfy { $0 == 0.5 })
     }
 
@@ -79,10 +84,7 @@ import Support
                              stride: s, padding: p, groups: groups)
         let ref = run(ConvolutionBackends.portable, g, batch: 3, bias: true)
         let got = run(Self.onednn, g, batch: 3, bias: true)
-        #expect(relativeDifference(got.y, ref.y) < 1e-5, "forward")
-        #expect(relativeDifference(got.dx, ref.dx) < 1e-5, "backward data")
-        #expect(relativeDifference(got.dWeight, ref.dWeight) < 1e-5, "backward weights")
-        #expect(relativeDifference(got.dBias, ref.dBias) < 1e-5, "bias gradient")
+        expectSame(got, ref)
     }
 
     /// A batch smaller than the prepared maximum (the last batch of an epoch) gets its own primitives.

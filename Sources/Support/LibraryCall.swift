@@ -1,6 +1,6 @@
 import CAllocCounter
 
-/// A call into a library (MPI here, oneDNN in Model) whose own small, transient allocations its
+/// A call into a library (MPI in Dist, oneDNN's execute in Model) whose own small, transient allocations its
 /// caller cannot avoid: marked for the allocation counter (`CAllocCounter`), so they come from
 /// the thread's arena reserved on the first call instead of the system allocator, and anything
 /// the arena cannot serve is counted as the library's (`external_allocations`).
