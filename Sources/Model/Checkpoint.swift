@@ -80,6 +80,7 @@ public struct CheckpointHeader: Codable, Equatable, Sendable {
 ///     u64 header length H, then H bytes of JSON (`CheckpointHeader`)
 ///     f32 × parameterCount  parameters
 ///     f32 × O               optimizer state (O = optimizerStateCount: SGD momentum, Adam m, v, steps)
+///     (parameters and parameter-shaped state in canonical order: row-major in the PyTorch shape)
 ///     f32 × stateCount      non-trainable state (BatchNorm running mean/var)
 ///     f32 × each `extras`   extra tensors (e.g. the EMA of parameters and state), when listed
 ///     u64 FNV-1a hash of everything above
@@ -104,8 +105,15 @@ public enum Checkpoint {
         appendInteger(&data, UInt32(formatVersion)); appendInteger(&data, UInt32(0))
         appendInteger(&data, UInt64(json.count))
         data.append(json)
-        data.append(UnsafeBufferPointer(network.store.parameterBuffer))
-        data.append(UnsafeBufferPointer(network.store.optimizerStateBuffer))
+        // Canonical order whatever layouts the layers keep, so checkpoints move between backends.
+        let store = network.store
+        if store.isCanonical {
+            data.append(UnsafeBufferPointer(store.parameterBuffer))
+            data.append(UnsafeBufferPointer(store.optimizerStateBuffer))
+        } else {
+            store.canonicalParameters.withUnsafeBufferPointer { data.append($0) }
+            store.canonicalOptimizerState.withUnsafeBufferPointer { data.append($0) }
+        }
         data.append(UnsafeBufferPointer(network.store.stateBuffer))
         for e in extras { data.append(e) }
         let hash = data.withUnsafeBytes { fnv1a($0) }
@@ -180,8 +188,8 @@ public enum Checkpoint {
         guard saved.count == store.optimizerStateCount || !optimizerState else {
             throw ModelError.checkpoint(path: path, reason: "\(saved.name) state has \(saved.count) values, this model needs \(store.optimizerStateCount)")
         }
-        contents.parameters.withUnsafeBufferPointer { network.store.parameters.update(from: $0.baseAddress!, count: $0.count) }
-        if optimizerState, !contents.optimizerState.isEmpty { contents.optimizerState.withUnsafeBufferPointer { network.store.optimizerState.update(from: $0.baseAddress!, count: $0.count) } }
+        contents.parameters.withUnsafeBufferPointer { store.setCanonical($0.baseAddress!, into: store.parameters) }
+        if optimizerState, !contents.optimizerState.isEmpty { store.setCanonicalOptimizerState(contents.optimizerState) }
         if !contents.state.isEmpty {
             contents.state.withUnsafeBufferPointer { network.store.state.update(from: $0.baseAddress!, count: $0.count) }
         }

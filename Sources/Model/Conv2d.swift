@@ -1,4 +1,5 @@
-/// 2-D convolution, PyTorch semantics: weight [out, in/groups, k, k] (OIHW), bias [out].
+/// 2-D convolution, PyTorch semantics: weight [out, in/groups, k, k] (OIHW, kept in the
+/// order the backend chooses: see `ConvolutionBackend.weightLayout`), bias [out].
 ///
 /// x: [batch, in, H, W] → y: [batch, out, (H + 2p − k)/s + 1, (W + 2p − k)/s + 1].
 /// With `groups` = g, output channels [i·out/g, (i+1)·out/g) see only input channels
@@ -17,6 +18,16 @@ public final class Conv2d: FreezableLayer {
     /// Set by `Network.applyFineTuning`: no weight or bias gradients are computed.
     public internal(set) var frozen = false
     private var impl: ConvolutionKernel?
+    /// The kernel `prepare` made (for tests).
+    var convolutionKernel: ConvolutionKernel? { impl }
+    /// The order the backend keeps the weights in (see `ParameterLayout`), asked once per geometry.
+    private var askedWeightLayout: ParameterLayout?? = nil
+    private var weightLayout: ParameterLayout? {
+        if let known = askedWeightLayout { return known }
+        let layout = backend.weightLayout(geometry!)
+        askedWeightLayout = .some(layout)
+        return layout
+    }
     /// The activation layouts read and written (negotiated by the network; planar by default).
     public private(set) var layouts: (input: ActivationLayout, output: ActivationLayout) = (.planar, .planar)
     private var weight: UnsafeMutablePointer<Float>?, bias: UnsafeMutablePointer<Float>?
@@ -47,6 +58,7 @@ public final class Conv2d: FreezableLayer {
         let g = ConvGeometry(input: input, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
                              groups: groups, bias: hasBias)
         geometry = g
+        askedWeightLayout = nil
         return g.output
     }
 
@@ -54,7 +66,7 @@ public final class Conv2d: FreezableLayer {
         guard let g = geometry else { return [] }
         let bound = 1 / Float(g.patch).squareRoot()
         var specs = [ParameterSpec(name: "weight", count: g.weightCount, initializer: weightInit ?? .uniform(bound: bound),
-                                   decays: true, shape: g.weightShape)]
+                                   decays: true, shape: g.weightShape, layout: weightLayout)]
         if hasBias {
             specs.append(ParameterSpec(name: "bias", count: outChannels, initializer: biasInit ?? .uniform(bound: bound), decays: false))
         }
@@ -69,7 +81,8 @@ public final class Conv2d: FreezableLayer {
     }
 
     public func prepare(maxBatch: Int) {
-        impl = backend.makeKernel(geometry!, maxBatch: maxBatch, input: layouts.input, output: layouts.output)
+        impl = backend.makeKernel(geometry!, maxBatch: maxBatch, input: layouts.input, output: layouts.output,
+                                  weights: weightLayout)
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, mode: Mode,

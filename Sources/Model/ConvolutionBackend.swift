@@ -39,21 +39,29 @@ public protocol ConvolutionBackend: Sendable {
     /// The layouts a kernel for `geometry` would read and write, offered `offered` by the
     /// previous layer (default: planar, whatever is offered).
     func layouts(_ geometry: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout)
-    /// A kernel reading `input` and writing `output` (as `layouts` chose them).
-    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel
+    /// The order its kernels want the weights of `geometry` kept in (nil: PyTorch's OIHW),
+    /// decided once when the network is built; the parameter store keeps them so.
+    func weightLayout(_ geometry: ConvGeometry) -> ParameterLayout?
+    /// A kernel reading `input` and writing `output` (as `layouts` chose them), with weights
+    /// (and their gradients) in `weights` (as `weightLayout` chose it).
+    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout,
+                    weights: ParameterLayout?) -> ConvolutionKernel
 }
 
 public extension ConvolutionBackend {
     func layouts(_ geometry: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
         (.planar, .planar)
     }
-    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel {
-        precondition(input == .planar && output == .planar, "\(name) convolutions are planar only")
+    func weightLayout(_ geometry: ConvGeometry) -> ParameterLayout? { nil }
+    func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout,
+                    weights: ParameterLayout?) -> ConvolutionKernel {
+        precondition(input == .planar && output == .planar && weights == nil, "\(name) convolutions are planar only")
         return makeKernel(geometry, maxBatch: maxBatch)
     }
 }
 
-/// One convolution shape's compiled work. All pointers are to whole batches.
+/// One convolution shape's compiled work. All pointers are to whole batches; weights and their
+/// gradients are in the layout the kernel was made with (OIHW for `makeKernel(_:maxBatch:)`).
 public protocol ConvolutionKernel: AnyObject {
     /// y = conv(x, weight) + bias.
     func forward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,

@@ -80,9 +80,7 @@ extension Network {
         // 2. Copy.
         for (slot, buffer) in copies {
             let values = try file.floats(slot.name)
-            if !values.isEmpty {
-                values.withUnsafeBufferPointer { (buffer + slot.range.lowerBound).update(from: $0.baseAddress!, count: slot.range.count) }
-            }
+            if !values.isEmpty { store.setCanonical(values, slot: slot, into: buffer) }
             report.loaded.append(slot.name)
         }
         initialize(slots: reinitialize, seed: seed)
@@ -94,8 +92,9 @@ extension Network {
     /// their torchvision names (loadable by `loadPretrained` and by PyTorch's
     /// `safetensors.torch.load_file`).
     public func exportSafeTensors(to path: String) throws {
+        let parameters = store.canonicalParameters
         let tensors = store.slots.map { s in
-            (name: s.name, shape: s.shape, values: Array(UnsafeBufferPointer(start: store.parameters + s.range.lowerBound, count: s.range.count)))
+            (name: s.name, shape: s.shape, values: Array(parameters[s.range]))
         } + store.stateSlots.map { s in
             (name: s.name, shape: s.shape, values: Array(UnsafeBufferPointer(start: store.state + s.range.lowerBound, count: s.range.count)))
         }

@@ -64,18 +64,11 @@ public final class Network {
         self.skipped = skipped
         inputShape = FeatureShape(channels: spec.channels, height: spec.imageSize, width: spec.imageSize)
         var shape = inputShape, shapes: [FeatureShape] = []
-        var pSpecs: [ParameterSpec] = [], sSpecs: [StateSpec] = []
-        var perLayer: [[ParameterSpec]] = []
         for l in layers {
             shape = try l.layer.configure(input: shape)
             shapes.append(shape)
-            let ps = l.layer.parameterSpecs.map { s -> ParameterSpec in var s = s; s.name = "\(l.name).\(s.name)"; return s }
-            perLayer.append(ps)
-            pSpecs += ps
-            sSpecs += l.layer.stateSpecs.map { StateSpec(name: "\(l.name).\($0.name)", count: $0.count, initialValue: $0.initialValue) }
         }
         self.shapes = shapes
-        specsPerLayer = perLayer
         // Each layer is offered its producer's layout; the network converts where they differ.
         var offered = ActivationLayout.planar, layouts: [(input: ActivationLayout, output: ActivationLayout)] = []
         var conversions: [Int] = []
@@ -89,6 +82,16 @@ public final class Network {
         self.layouts = layouts
         self.conversions = conversions
         precondition(!conversions.contains { $0 < layers.count && skipped[$0] }, "a pass-through layer changes the layout")
+        // Specs after negotiation: a tensor's layout may depend on the activation layouts.
+        var pSpecs: [ParameterSpec] = [], sSpecs: [StateSpec] = []
+        var perLayer: [[ParameterSpec]] = []
+        for l in layers {
+            let ps = l.layer.parameterSpecs.map { s -> ParameterSpec in var s = s; s.name = "\(l.name).\(s.name)"; return s }
+            perLayer.append(ps)
+            pSpecs += ps
+            sSpecs += l.layer.stateSpecs.map { StateSpec(name: "\(l.name).\($0.name)", count: $0.count, initialValue: $0.initialValue) }
+        }
+        specsPerLayer = perLayer
         store = ParameterStore(parameterSpecs: pSpecs, stateSpecs: sSpecs)
         var pi = 0, si = 0
         for l in layers {
@@ -133,16 +136,18 @@ public final class Network {
         var rng = RandomSource(seed: seed, stream: 0x1417)
         let specs = specsPerLayer.flatMap { $0 }
         for index in indices {
+            // Drawn in canonical order, so every layout starts from the same values.
             let spec = specs[index], slot = store.slots[index]
-            let p = store.parameters + slot.range.lowerBound
+            var values = [Float](repeating: 0, count: spec.count)
             switch spec.initializer {
             case let .uniform(bound):
-                for i in 0..<spec.count { p[i] = (rng.nextFloat() * 2 - 1) * bound }
+                for i in 0..<spec.count { values[i] = (rng.nextFloat() * 2 - 1) * bound }
             case let .normal(std):
-                for i in 0..<spec.count { p[i] = rng.nextGaussian() * std }
+                for i in 0..<spec.count { values[i] = rng.nextGaussian() * std }
             case let .constant(v):
-                p.update(repeating: v, count: spec.count)
+                values.withUnsafeMutableBufferPointer { $0.update(repeating: v) }
             }
+            store.setCanonical(values, slot: slot, into: store.parameters)
         }
     }
 

@@ -43,6 +43,22 @@ public enum OneDNN {
         return dnnl_memory_desc_get_size(&md)
     }
 
+    /// A blocked descriptor's format in oneDNN's tag notation (e.g. "OIhw16i16o"), naming the
+    /// dimensions with `letters` (e.g. "oihw"): outer dimensions by falling stride, upper case
+    /// where blocked, then the inner blocks.
+    static func formatName(_ md: dnnl_memory_desc_t, letters: String) -> String {
+        let letters = Array(letters), n = Int(md.ndims)
+        precondition(md.format_kind == dnnl_blocked && letters.count == n, "not a blocked \(letters.count)-d descriptor")
+        var blocking = md.format_desc.blocking
+        let strides = withUnsafeBytes(of: &blocking.strides) { Array($0.bindMemory(to: Int64.self).prefix(n)) }
+        let blocks = withUnsafeBytes(of: &blocking.inner_blks) { Array($0.bindMemory(to: Int64.self).prefix(Int(blocking.inner_nblks))) }
+        let indices = withUnsafeBytes(of: &blocking.inner_idxs) { Array($0.bindMemory(to: Int64.self).prefix(Int(blocking.inner_nblks))) }
+        let outer = (0..<n).sorted { strides[$0] > strides[$1] || (strides[$0] == strides[$1] && $0 < $1) }
+        let blocked = Set(indices.map(Int.init))
+        return outer.map { blocked.contains($0) ? String(letters[$0]).uppercased() : String(letters[$0]) }.joined()
+            + zip(blocks, indices).map { "\($0)\(letters[Int($1)])" }.joined()
+    }
+
     static func query(_ pd: dnnl_primitive_desc_t, _ what: dnnl_query_t, _ index: Int32 = 0) -> dnnl_memory_desc_t {
         dnnl_primitive_desc_query_md(pd, what, index)!.pointee
     }
@@ -159,18 +175,28 @@ final class DNNLPrimitive {
 /// A tensor seen in the caller's layout (`user`, pointed at the caller's memory on each call)
 /// and in the layout a primitive asked for (`inner`): the same memory when the layouts agree,
 /// else an owned buffer and a reorder between the two.
+///
+/// An accumulating output (user += result) computes into an owned buffer and adds it with a
+/// reorder; when the caller's memory is known to be zero (`target(_:accumulate: false)`) it is
+/// written instead: by a plain reorder, or, when the layouts agree and the memory is 64-byte
+/// aligned, by the primitive directly.
 final class DNNLStaged {
     let user: DNNLMemory
     let inner: DNNLMemory
     private let reorder: DNNLPrimitive?
     /// For an accumulating output: the plain reorder (user = inner), for a user known to be zero.
     private let overwrite: DNNLPrimitive?
+    /// An accumulating output whose layouts agree: the primitive may write the user memory.
+    private let writesInPlace: Bool
+    /// What `store` does after the primitive ran (set by `target`).
+    private var pending: DNNLPrimitive?
 
     /// `input`: the reorder goes user → inner (before the primitive), else inner → user (after;
-    /// with `accumulate`, user += inner, always through an owned inner buffer).
+    /// with `accumulate`, user += inner).
     init(user desc: dnnl_memory_desc_t, inner wanted: dnnl_memory_desc_t, input: Bool, accumulate: Bool = false) {
         user = DNNLMemory(desc, over: nil)
-        if OneDNN.same(desc, wanted) && !accumulate {
+        let same = OneDNN.same(desc, wanted)
+        if same && !accumulate {
             inner = user
             reorder = nil
         } else {
@@ -178,9 +204,11 @@ final class DNNLStaged {
             reorder = input ? .reorder(user, inner) : .reorder(inner, user, accumulate: accumulate)
         }
         overwrite = accumulate && !input ? .reorder(inner, user) : nil
+        writesInPlace = accumulate && !input && same
+        pending = input ? nil : reorder
     }
 
-    var needsReorder: Bool { reorder != nil }
+    var needsReorder: Bool { reorder != nil && !writesInPlace }
 
     /// Points the user view at `p` and, for an input, reorders it into the inner layout.
     @inline(__always) func load(_ p: UnsafeRawPointer, _ stream: dnnl_stream_t) {
@@ -188,13 +216,21 @@ final class DNNLStaged {
         reorder?.run(stream)
     }
 
-    /// Points the user view at `p` (before the primitive runs, for an output).
-    @inline(__always) func target(_ p: UnsafeRawPointer) { user.point(at: p) }
+    /// Points the user view at `p` (before the primitive runs, for an output). `accumulate`
+    /// false for an accumulating output: the memory at `p` is zero, so the result may be written.
+    @inline(__always) func target(_ p: UnsafeRawPointer, accumulate: Bool = true) {
+        user.point(at: p)
+        guard overwrite != nil else { return }
+        // In place only at a 64-byte boundary: some kernels (Winograd's weight gradient) write
+        // with aligned stores.
+        let direct = writesInPlace && !accumulate && Int(bitPattern: p) & 63 == 0
+        if writesInPlace { inner.point(at: direct ? p : UnsafeRawPointer(inner.owned!)) }
+        pending = accumulate ? reorder : direct ? nil : overwrite
+    }
 
-    /// For an output: reorders the primitive's result into the user memory (for an accumulating
-    /// one with `accumulate` false: writes it, the user memory being zero).
-    @inline(__always) func store(_ stream: dnnl_stream_t, accumulate: Bool = true) {
-        (accumulate ? reorder : overwrite ?? reorder)?.run(stream)
+    /// For an output: brings the primitive's result into the user memory as `target` set up.
+    @inline(__always) func store(_ stream: dnnl_stream_t) {
+        pending?.run(stream)
     }
 }
 
@@ -208,4 +244,35 @@ final class DNNLStream {
     }
     deinit { dnnl_stream_destroy(stream) }
     @inline(__always) func wait() { dnnl_stream_wait(stream) }
+}
+
+/// A tensor kept in a oneDNN format (e.g. convolution weights in OIhw16i16o) inside the flat
+/// parameter store: only formats without padding, so it fills exactly its slot.
+final class DNNLParameterLayout: ParameterLayout, @unchecked Sendable {
+    let native: dnnl_memory_desc_t, canonical: dnnl_memory_desc_t
+    let name: String
+
+    /// nil when `native` is the canonical order itself, not blocked, or padded.
+    init?(native: dnnl_memory_desc_t, canonical: dnnl_memory_desc_t, letters: String) {
+        guard native.format_kind == dnnl_blocked, !OneDNN.same(native, canonical),
+              OneDNN.bytes(native) == OneDNN.bytes(canonical) else { return nil }
+        self.native = native; self.canonical = canonical
+        name = OneDNN.formatName(native, letters: letters)
+    }
+
+    func toNative(_ canonical: UnsafePointer<Float>, _ native: UnsafeMutablePointer<Float>) {
+        reorder(from: self.canonical, canonical, to: self.native, native)
+    }
+
+    func toCanonical(_ native: UnsafePointer<Float>, _ canonical: UnsafeMutablePointer<Float>) {
+        reorder(from: self.native, native, to: self.canonical, canonical)
+    }
+
+    private func reorder(from: dnnl_memory_desc_t, _ source: UnsafePointer<Float>, to: dnnl_memory_desc_t,
+                         _ destination: UnsafeMutablePointer<Float>) {
+        let a = DNNLMemory(from, over: UnsafeMutableRawPointer(mutating: source)), b = DNNLMemory(to, over: destination)
+        let stream = DNNLStream()
+        DNNLPrimitive.reorder(a, b).run(stream.stream)
+        stream.wait()
+    }
 }

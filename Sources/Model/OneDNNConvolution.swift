@@ -30,17 +30,23 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
 /// Activations: in a network with `layout` = blocked16 each convolution reads and writes
 /// nChw16c where 16 divides the channels (the first convolution reads the planar input), so the
 /// other layers work on it too and nothing is converted between layers; with `planar` (and for a
-/// kernel made without layouts) it reads and writes NCHW and reorders inside. Weights are the
-/// `ParameterStore`'s OIHW, reordered per call.
+/// kernel made without layouts) it reads and writes NCHW and reorders inside.
+///
+/// Weights: with `blockedWeights` (the default) the parameter store keeps each convolution's
+/// weights, gradients and optimizer state in the format the forward primitive chooses
+/// (e.g. OIhw16i16o; `weightLayout`), so the forward pass reads them as they are and the
+/// weight gradient is written in place; only backward-data reorders them (into its own
+/// OIhw16o16i-like format). Checkpoints and exports stay OIHW (`ParameterLayout`).
 public struct OneDNNBackend: ConvolutionBackend {
     public let name = "onednn"
     public var algorithm: ConvAlgorithm
     public var layout: ActivationLayout
-    public init(algorithm: ConvAlgorithm = .auto, layout: ActivationLayout = .blocked16) {
-        self.algorithm = algorithm; self.layout = layout
+    public var blockedWeights: Bool
+    public init(algorithm: ConvAlgorithm = .auto, layout: ActivationLayout = .blocked16, blockedWeights: Bool = true) {
+        self.algorithm = algorithm; self.layout = layout; self.blockedWeights = blockedWeights
     }
     public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int) -> ConvolutionKernel {
-        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: .planar, output: .planar)
+        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: .planar, output: .planar, weights: nil)
     }
     public func layouts(_ g: ConvGeometry, offered: ActivationLayout) -> (input: ActivationLayout, output: ActivationLayout) {
         // Reads what it is offered when it can (the first convolution reads the planar input:
@@ -48,8 +54,25 @@ public struct OneDNNBackend: ConvolutionBackend {
         (ActivationLayout.blocked(if: layout == .blocked16 && offered == .blocked16, g.input),
          ActivationLayout.blocked(if: layout == .blocked16, g.output))
     }
-    public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) -> ConvolutionKernel {
-        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: input, output: output)
+    /// The batch size whose forward primitive decides the stored weight format. The format
+    /// depends on the shape and the machine, not on the batch (a kernel at another batch size
+    /// that wants another format reorders, as with OIHW).
+    static let layoutProbeBatch = 32
+
+    /// The format the forward primitive wants (nil without `blockedWeights`, or when that
+    /// format is OIHW itself or padded).
+    public func weightLayout(_ g: ConvGeometry) -> ParameterLayout? {
+        guard blockedWeights else { return nil }
+        let shape = OneDNNConvShape(g, batch: Self.layoutProbeBatch)
+        let (pd, _) = shape.build(algorithm) { shape.forward($0) }
+        defer { dnnl_primitive_desc_destroy(pd) }
+        return DNNLParameterLayout(native: OneDNN.query(pd, dnnl_query_weights_md), canonical: shape.canonicalWeights,
+                                   letters: g.groups > 1 ? "goihw" : "oihw")
+    }
+    public func makeKernel(_ geometry: ConvGeometry, maxBatch: Int, input: ActivationLayout, output: ActivationLayout,
+                           weights: ParameterLayout?) -> ConvolutionKernel {
+        OneDNNConvKernel(geometry, algorithm: algorithm, maxBatch: maxBatch, input: input, output: output,
+                         weights: weights.map { $0 as! DNNLParameterLayout })
     }
 }
 
@@ -61,22 +84,38 @@ final class OneDNNConvKernel: ConvolutionKernel {
     let g: ConvGeometry
     let algorithm: ConvAlgorithm
     let input: ActivationLayout, output: ActivationLayout
+    /// The order of the weights and their gradients (nil: OIHW).
+    let weightLayout: DNNLParameterLayout?
     private let stream = DNNLStream()
     /// Primitives per batch size: the prepared maximum at once, a smaller (last) batch on first use.
     private var plans: [Int: OneDNNConvPlan] = [:]
 
-    init(_ g: ConvGeometry, algorithm: ConvAlgorithm, maxBatch: Int, input: ActivationLayout, output: ActivationLayout) {
+    init(_ g: ConvGeometry, algorithm: ConvAlgorithm, maxBatch: Int, input: ActivationLayout, output: ActivationLayout,
+         weights: DNNLParameterLayout?) {
         self.g = g
         self.algorithm = algorithm
         self.input = input; self.output = output
-        plans[maxBatch] = OneDNNConvPlan(g, batch: maxBatch, algorithm: algorithm, srcTag: input.dnnlTag, dstTag: output.dnnlTag)
+        weightLayout = weights
+        plans[maxBatch] = makePlan(maxBatch)
+    }
+
+    private func makePlan(_ batch: Int) -> OneDNNConvPlan {
+        OneDNNConvPlan(OneDNNConvShape(g, batch: batch), algorithm: algorithm, srcTag: input.dnnlTag, dstTag: output.dnnlTag,
+                       weights: weightLayout?.native)
     }
 
     @inline(__always) private func plan(_ batch: Int) -> OneDNNConvPlan {
         if let p = plans[batch] { return p }
-        let p = OneDNNConvPlan(g, batch: batch, algorithm: algorithm, srcTag: input.dnnlTag, dstTag: output.dnnlTag)
+        let p = makePlan(batch)
         plans[batch] = p
         return p
+    }
+
+    /// Which of the weight tensors are reordered per call (forward, backward-data, the weight
+    /// gradient), at the prepared batch size.
+    var weightReorders: (forward: Bool, backwardData: Bool, backwardWeights: Bool) {
+        let p = plans.values.first!
+        return (p.weights.needsReorder, p.dataWeights.needsReorder, p.diffWeights.needsReorder)
     }
 
     /// The algorithm each pass actually runs (Winograd falls back to direct where unsupported).
@@ -115,9 +154,9 @@ final class OneDNNConvKernel: ConvolutionKernel {
         let p = plan(batch), s = stream.stream
         p.weightsSrc.load(x, s)
         p.weightsDiffDst.load(dy, s)
-        p.diffWeights.target(dWeight)
+        p.diffWeights.target(dWeight, accumulate: !dWeightIsZero)
         p.backwardWeights.run(s)
-        p.diffWeights.store(s, accumulate: !dWeightIsZero)   // dWeight (+)= reorder(diff weights)
+        p.diffWeights.store(s)   // dWeight (+)= diff weights, reordered where the formats differ
         stream.wait()
         if let dBias, let diffBias = p.diffBias {
             let db = diffBias.pointer
@@ -139,53 +178,16 @@ final class OneDNNConvPlan {
     /// One buffer behind the three primitives' scratchpads (they never run at the same time).
     private let scratch: UnsafeMutableRawPointer
 
-    init(_ g: ConvGeometry, batch: Int, algorithm: ConvAlgorithm, srcTag: dnnl_format_tag_t, dstTag: dnnl_format_tag_t) {
-        let grouped = g.groups > 1
-        let srcDims = [batch, g.input.channels, g.input.height, g.input.width]
-        let dstDims = [batch, g.outChannels, g.outHeight, g.outWidth]
-        let wDims = grouped ? [g.groups, g.groupOutChannels, g.groupInChannels, g.kernel, g.kernel]
-                            : [g.outChannels, g.input.channels, g.kernel, g.kernel]
-        let userSrc = OneDNN.desc(srcDims, srcTag), userDst = OneDNN.desc(dstDims, dstTag)
-        let userW = OneDNN.desc(wDims, grouped ? dnnl_goihw : dnnl_oihw)
-        var anySrc = OneDNN.desc(srcDims, dnnl_format_tag_any), anyDst = OneDNN.desc(dstDims, dnnl_format_tag_any)
-        var anyW = OneDNN.desc(wDims, dnnl_format_tag_any)
-        var biasMd = OneDNN.desc([g.outChannels], dnnl_x)
-        let withBias = g.bias
-        let strides: [Int64] = [Int64(g.stride), Int64(g.stride)]
-        let padL: [Int64] = [Int64(g.padding), Int64(g.padding)]
-        // Right padding that makes oneDNN's output size formula exact (≤ padding when the
-        // stride does not divide the padded extent evenly), as PyTorch passes it.
-        let padR: [Int64] = [Int64((g.outHeight - 1) * g.stride + g.kernel - g.input.height - g.padding),
-                             Int64((g.outWidth - 1) * g.stride + g.kernel - g.input.width - g.padding)]
-        // Winograd only where it applies (and, for auto, pays); anything oneDNN cannot build runs direct.
-        let wanted = algorithm.runsWinograd(g) ? dnnl_convolution_winograd : dnnl_convolution_direct
-        func build(_ make: (dnnl_alg_kind_t) -> dnnl_primitive_desc_t?) -> (dnnl_primitive_desc_t, dnnl_alg_kind_t) {
-            if let pd = make(wanted) { return (pd, wanted) }
-            guard let pd = make(dnnl_convolution_direct) else { fatalError("oneDNN: no convolution for \(g)") }
-            return (pd, dnnl_convolution_direct)
-        }
-        let (fwdPD, fa) = build { alg in
-            var d = dnnl_convolution_desc_t()
-            let status = withBias
-                ? dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &anySrc, &anyW, &biasMd, &anyDst, strides, padL, padR)
-                : dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &anySrc, &anyW, nil, &anyDst, strides, padL, padR)
-            guard status == dnnl_success else { return nil }
-            return OneDNN.primitiveDesc(&d)
-        }
-        let (dataPD, da) = build { alg in
-            var d = dnnl_convolution_desc_t()
-            guard dnnl_convolution_backward_data_desc_init(&d, alg, &anySrc, &anyW, &anyDst, strides, padL, padR) == dnnl_success
-            else { return nil }
-            return OneDNN.primitiveDesc(&d, hint: fwdPD)
-        }
-        let (weightsPD, wa) = build { alg in
-            var d = dnnl_convolution_desc_t()
-            let status = withBias
-                ? dnnl_convolution_backward_weights_desc_init(&d, alg, &anySrc, &anyW, &biasMd, &anyDst, strides, padL, padR)
-                : dnnl_convolution_backward_weights_desc_init(&d, alg, &anySrc, &anyW, nil, &anyDst, strides, padL, padR)
-            guard status == dnnl_success else { return nil }
-            return OneDNN.primitiveDesc(&d, hint: fwdPD)
-        }
+    /// `weights`: the format the caller keeps weights and their gradients in (nil: OIHW).
+    init(_ shape: OneDNNConvShape, algorithm: ConvAlgorithm, srcTag: dnnl_format_tag_t, dstTag: dnnl_format_tag_t,
+         weights storedWeights: dnnl_memory_desc_t?) {
+        let userSrc = OneDNN.desc(shape.srcDims, srcTag), userDst = OneDNN.desc(shape.dstDims, dstTag)
+        let userW = storedWeights ?? shape.canonicalWeights
+        let biasMd = shape.biasMd
+        let withBias = shape.g.bias
+        let (fwdPD, fa) = shape.build(algorithm) { shape.forward($0) }
+        let (dataPD, da) = shape.build(algorithm) { shape.backwardData($0, hint: fwdPD) }
+        let (weightsPD, wa) = shape.build(algorithm) { shape.backwardWeights($0, hint: fwdPD) }
         defer { dnnl_primitive_desc_destroy(fwdPD); dnnl_primitive_desc_destroy(dataPD); dnnl_primitive_desc_destroy(weightsPD) }
         (forwardAlgorithm, backwardDataAlgorithm, backwardWeightsAlgorithm) = (fa, da, wa)
 
@@ -222,4 +224,71 @@ final class OneDNNConvPlan {
     }
 
     deinit { scratch.deallocate() }
+}
+
+/// The oneDNN descriptions of one convolution shape at one batch size: dimensions, strides,
+/// padding, and its three operations with `format_tag::any`.
+struct OneDNNConvShape {
+    let g: ConvGeometry
+    let srcDims: [Int], dstDims: [Int], wDims: [Int]
+    let strides: [Int64], padL: [Int64], padR: [Int64]
+
+    init(_ g: ConvGeometry, batch: Int) {
+        self.g = g
+        srcDims = [batch, g.input.channels, g.input.height, g.input.width]
+        dstDims = [batch, g.outChannels, g.outHeight, g.outWidth]
+        wDims = g.groups > 1 ? [g.groups, g.groupOutChannels, g.groupInChannels, g.kernel, g.kernel]
+                             : [g.outChannels, g.input.channels, g.kernel, g.kernel]
+        strides = [Int64(g.stride), Int64(g.stride)]
+        padL = [Int64(g.padding), Int64(g.padding)]
+        // Right padding that makes oneDNN's output size formula exact (≤ padding when the
+        // stride does not divide the padded extent evenly), as PyTorch passes it.
+        padR = [Int64((g.outHeight - 1) * g.stride + g.kernel - g.input.height - g.padding),
+                Int64((g.outWidth - 1) * g.stride + g.kernel - g.input.width - g.padding)]
+    }
+
+    /// The weights in PyTorch's order: OIHW, or GOIHW for a grouped convolution (the same memory).
+    var canonicalWeights: dnnl_memory_desc_t { OneDNN.desc(wDims, g.groups > 1 ? dnnl_goihw : dnnl_oihw) }
+    var biasMd: dnnl_memory_desc_t { OneDNN.desc([g.outChannels], dnnl_x) }
+
+    /// Winograd only where it applies (and, for auto, pays); anything oneDNN cannot build runs direct.
+    func build(_ algorithm: ConvAlgorithm, _ make: (dnnl_alg_kind_t) -> dnnl_primitive_desc_t?) -> (dnnl_primitive_desc_t, dnnl_alg_kind_t) {
+        let wanted = algorithm.runsWinograd(g) ? dnnl_convolution_winograd : dnnl_convolution_direct
+        if let pd = make(wanted) { return (pd, wanted) }
+        guard let pd = make(dnnl_convolution_direct) else { fatalError("oneDNN: no convolution for \(g)") }
+        return (pd, dnnl_convolution_direct)
+    }
+
+    func forward(_ alg: dnnl_alg_kind_t) -> dnnl_primitive_desc_t? {
+        var (src, w, dst, bias) = anyDescs
+        var d = dnnl_convolution_desc_t()
+        let status = g.bias
+            ? dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &src, &w, &bias, &dst, strides, padL, padR)
+            : dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, alg, &src, &w, nil, &dst, strides, padL, padR)
+        guard status == dnnl_success else { return nil }
+        return OneDNN.primitiveDesc(&d)
+    }
+
+    func backwardData(_ alg: dnnl_alg_kind_t, hint: dnnl_primitive_desc_t) -> dnnl_primitive_desc_t? {
+        var (src, w, dst, _) = anyDescs
+        var d = dnnl_convolution_desc_t()
+        guard dnnl_convolution_backward_data_desc_init(&d, alg, &src, &w, &dst, strides, padL, padR) == dnnl_success
+        else { return nil }
+        return OneDNN.primitiveDesc(&d, hint: hint)
+    }
+
+    func backwardWeights(_ alg: dnnl_alg_kind_t, hint: dnnl_primitive_desc_t) -> dnnl_primitive_desc_t? {
+        var (src, w, dst, bias) = anyDescs
+        var d = dnnl_convolution_desc_t()
+        let status = g.bias
+            ? dnnl_convolution_backward_weights_desc_init(&d, alg, &src, &w, &bias, &dst, strides, padL, padR)
+            : dnnl_convolution_backward_weights_desc_init(&d, alg, &src, &w, nil, &dst, strides, padL, padR)
+        guard status == dnnl_success else { return nil }
+        return OneDNN.primitiveDesc(&d, hint: hint)
+    }
+
+    private var anyDescs: (dnnl_memory_desc_t, dnnl_memory_desc_t, dnnl_memory_desc_t, dnnl_memory_desc_t) {
+        (OneDNN.desc(srcDims, dnnl_format_tag_any), OneDNN.desc(wDims, dnnl_format_tag_any),
+         OneDNN.desc(dstDims, dnnl_format_tag_any), biasMd)
+    }
 }

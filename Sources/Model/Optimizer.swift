@@ -12,6 +12,9 @@ public protocol Optimizer: Sendable {
     var name: String { get }
     /// Floats of state for `store`.
     func stateCount(for store: ParameterStore) -> Int
+    /// How many blocks of `store.count` floats parallel to the parameters start the state
+    /// (they are kept in the parameters' layouts, see `ParameterLayout`).
+    var parameterBlocks: Int { get }
     /// Applies one update with learning rate `lr` using `store.gradients` (after `prepare`).
     func step(_ store: ParameterStore, lr: Float)
 }
@@ -20,7 +23,7 @@ extension Optimizer {
     /// Lays out (zeroed) state for this optimizer in `store.optimizerState`, before a checkpoint or
     /// broadcast fills it; nothing is allocated afterwards.
     public func prepare(_ store: ParameterStore) {
-        store.allocateOptimizerState(name: name, count: stateCount(for: store))
+        store.allocateOptimizerState(name: name, count: stateCount(for: store), parameterBlocks: parameterBlocks)
     }
 
     func checkPrepared(_ store: ParameterStore) {
@@ -46,6 +49,7 @@ public struct SGD: Optimizer, Sendable {
 
     public var name: String { Self.stateName }
     public func stateCount(for store: ParameterStore) -> Int { store.count }
+    public var parameterBlocks: Int { 1 }
 
     public func step(_ store: ParameterStore, lr: Float) {
         checkPrepared(store)
@@ -98,6 +102,8 @@ public struct Adam: Optimizer, Sendable {
 
     public var name: String { decoupledWeightDecay ? "adamw" : "adam" }
     public func stateCount(for store: ParameterStore) -> Int { 2 * store.count + store.slots.count }
+    /// m and v; the per-tensor step counts follow them.
+    public var parameterBlocks: Int { 2 }
 
     public func step(_ store: ParameterStore, lr: Float) {
         checkPrepared(store)

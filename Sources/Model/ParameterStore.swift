@@ -16,12 +16,32 @@ public struct ParameterSpec: Sendable {
     public var initializer: Initializer
     /// Whether weight decay applies (weights yes; biases and normalisation parameters no).
     public var decays: Bool
+    /// The order the layer keeps the values in, when not `shape`'s row-major (PyTorch) order:
+    /// e.g. a oneDNN convolution's blocked weight format. nil: canonical.
+    public var layout: ParameterLayout?
 
     /// `shape` defaults to the flat `[count]`.
-    public init(name: String, count: Int, initializer: Initializer, decays: Bool, shape: [Int]? = nil) {
+    public init(name: String, count: Int, initializer: Initializer, decays: Bool, shape: [Int]? = nil,
+                layout: ParameterLayout? = nil) {
         self.name = name; self.count = count; self.initializer = initializer; self.decays = decays
         self.shape = shape ?? [count]
+        self.layout = layout
     }
+}
+
+/// A permutation of one tensor's values between its canonical order (row-major in its PyTorch
+/// shape: what checkpoints, pretrained files and exports hold) and the order a layer computes
+/// on (e.g. oneDNN's OIhw16i16o for convolution weights). Applies alike to the parameter, its
+/// gradient and every parameter-shaped block of optimizer state, which stay in the same order
+/// so the optimizer, the allreduce and the weight average work elementwise. Conversions run
+/// outside the step loop (initialisation, checkpoints, pretrained weights, exports).
+public protocol ParameterLayout: AnyObject, Sendable {
+    /// The layout's name (e.g. "OIhw16i16o"); layouts with equal names order values alike.
+    var name: String { get }
+    /// Writes the values at `canonical` into `native` in this layout (the two do not overlap).
+    func toNative(_ canonical: UnsafePointer<Float>, _ native: UnsafeMutablePointer<Float>)
+    /// Writes the values at `native` into `canonical`, row-major (the two do not overlap).
+    func toCanonical(_ native: UnsafePointer<Float>, _ canonical: UnsafeMutablePointer<Float>)
 }
 
 /// A non-trainable tensor a layer keeps (BatchNorm running statistics).
@@ -43,6 +63,8 @@ public struct TensorSlot: Sendable {
     public var lrScale: Float = 1
     /// PyTorch shape (product = `range.count`).
     public var shape: [Int] = []
+    /// The order the values are kept in (nil: canonical, row-major in `shape`).
+    public var layout: ParameterLayout?
 }
 
 /// All of a network's numbers in a few flat allocations with one layout:
@@ -54,6 +76,10 @@ public struct TensorSlot: Sendable {
 /// `state` holds non-trainable tensors (BatchNorm running mean/var), averaged across ranks and
 /// saved in checkpoints but never touched by the optimizer.
 ///
+/// A tensor may be kept in a layer's own order (`TensorSlot.layout`, e.g. oneDNN's blocked
+/// convolution weights); its gradient and optimizer state then share that order, and
+/// `canonical`/`setCanonical` convert at the edges (checkpoints, pretrained weights, exports).
+///
 /// Layers keep pointers into these buffers, which are allocated once and never move.
 public final class ParameterStore {
     public let count: Int
@@ -64,6 +90,9 @@ public final class ParameterStore {
     public private(set) var optimizerState: UnsafeMutablePointer<Float>
     public private(set) var optimizerStateCount: Int
     public private(set) var optimizerName = SGD.stateName
+    /// How many blocks of `count` floats, parallel to the parameters, start the optimizer state
+    /// (SGD's momentum: 1; Adam's m and v: 2); they share the parameters' layouts.
+    public private(set) var optimizerParameterBlocks = 1
     public let state: UnsafeMutablePointer<Float>
     /// Counts `zeroGradients` calls. Layers get a pointer to it (`ParameterBinding.gradientEpoch`):
     /// one whose last backward saw another value knows its gradients are all zero, so it may
@@ -75,7 +104,8 @@ public final class ParameterStore {
     init(parameterSpecs: [ParameterSpec], stateSpecs: [StateSpec]) {
         var slots: [TensorSlot] = [], offset = 0
         for s in parameterSpecs {
-            slots.append(TensorSlot(name: s.name, range: offset..<offset + s.count, decays: s.decays, shape: s.shape))
+            slots.append(TensorSlot(name: s.name, range: offset..<offset + s.count, decays: s.decays, shape: s.shape,
+                                    layout: s.layout))
             offset += s.count
         }
         count = offset
@@ -87,9 +117,9 @@ public final class ParameterStore {
         stateCount = stateOffset
         self.slots = slots
         self.stateSlots = stateSlots
-        parameters = .allocate(capacity: max(count, 1))
-        gradients = .allocate(capacity: max(count, 1))
-        optimizerState = .allocate(capacity: max(count, 1))
+        parameters = Self.allocate(count)
+        gradients = Self.allocate(count)
+        optimizerState = Self.allocate(count)
         optimizerStateCount = count
         state = .allocate(capacity: max(stateCount, 1))
         gradientEpoch = .allocate(capacity: 1)
@@ -103,6 +133,11 @@ public final class ParameterStore {
         }
     }
 
+    /// 64-byte aligned (a cache line; oneDNN's kernels may write a tensor in place with aligned stores).
+    private static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: 4 * max(n, 1), alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
+    }
+
     deinit {
         parameters.deallocate(); gradients.deallocate(); optimizerState.deallocate(); state.deallocate()
         gradientEpoch.deallocate()
@@ -110,15 +145,17 @@ public final class ParameterStore {
 
     /// Gives `optimizerState` room for `stateCount` floats of optimizer `name`, all zero (before
     /// training starts: a checkpoint or the rank-0 broadcast then fills it). Layers never point into it.
-    public func allocateOptimizerState(name: String, count stateCount: Int) {
+    public func allocateOptimizerState(name: String, count stateCount: Int, parameterBlocks: Int) {
+        precondition(parameterBlocks * count <= stateCount, "\(name): \(parameterBlocks) parameter blocks do not fit \(stateCount) floats")
         if stateCount != optimizerStateCount {
             optimizerState.deallocate()
-            optimizerState = .allocate(capacity: max(stateCount, 1))
+            optimizerState = Self.allocate(stateCount)
             optimizerState.initialize(repeating: 0, count: max(stateCount, 1))
             optimizerStateCount = stateCount
         }
         optimizerState.update(repeating: 0, count: stateCount)
         optimizerName = name
+        optimizerParameterBlocks = parameterBlocks
     }
 
     /// Elements before the first tensor with a non-zero learning-rate scale (`count` when all are
@@ -131,6 +168,64 @@ public final class ParameterStore {
     public func zeroGradients() {
         gradients.update(repeating: 0, count: count)
         gradientEpoch.pointee &+= 1
+    }
+
+    // MARK: Canonical order
+
+    /// Whether every tensor is kept in canonical order (then the conversions below are copies).
+    public var isCanonical: Bool { slots.allSatisfy { $0.layout == nil } }
+
+    /// The layouts of the tensors kept in a layer's order, e.g. "features.0.weight:OIhw16i16o;…"
+    /// ("" when canonical): ranks exchanging raw buffers must agree on it.
+    public var layoutSignature: String {
+        slots.compactMap { s in s.layout.map { "\(s.name):\($0.name)" } }.joined(separator: ";")
+    }
+
+    /// `count` floats parallel to the parameters (parameters, gradients, a block of optimizer
+    /// state or a copy of one) from the store's order into canonical order.
+    public func canonical(_ values: UnsafePointer<Float>) -> [Float] {
+        [Float](unsafeUninitializedCapacity: max(count, 1)) { out, n in
+            for s in slots {
+                let from = values + s.range.lowerBound, to = out.baseAddress! + s.range.lowerBound
+                if let layout = s.layout { layout.toCanonical(from, to) } else { to.initialize(from: from, count: s.range.count) }
+            }
+            n = count
+        }
+    }
+
+    /// The inverse of `canonical`: writes `count` canonical-order floats into `values` in the store's order.
+    public func setCanonical(_ canonical: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>) {
+        for s in slots { setCanonical(canonical + s.range.lowerBound, slot: s, into: values) }
+    }
+
+    /// Writes one tensor's canonical-order values into its slot of `values` in the store's order.
+    public func setCanonical(_ canonical: UnsafePointer<Float>, slot s: TensorSlot, into values: UnsafeMutablePointer<Float>) {
+        let to = values + s.range.lowerBound
+        if let layout = s.layout { layout.toNative(canonical, to) } else { to.update(from: canonical, count: s.range.count) }
+    }
+
+    /// The parameters in canonical order.
+    public var canonicalParameters: [Float] { canonical(parameters) }
+    /// The gradients in canonical order.
+    public var canonicalGradients: [Float] { canonical(gradients) }
+
+    /// The optimizer state with its parameter-shaped blocks in canonical order (what checkpoints hold).
+    public var canonicalOptimizerState: [Float] {
+        var out = Array(optimizerStateBuffer)
+        for b in 0..<optimizerParameterBlocks {
+            let block = canonical(optimizerState + b * count)
+            out.withUnsafeMutableBufferPointer { ($0.baseAddress! + b * count).update(from: block, count: count) }
+        }
+        return out
+    }
+
+    /// Fills the optimizer state from `canonicalOptimizerState`'s form.
+    public func setCanonicalOptimizerState(_ values: [Float]) {
+        precondition(values.count == optimizerStateCount, "optimizer state has \(optimizerStateCount) floats, not \(values.count)")
+        values.withUnsafeBufferPointer { v in
+            optimizerState.update(from: v.baseAddress!, count: optimizerStateCount)
+            for b in 0..<optimizerParameterBlocks { setCanonical(v.baseAddress! + b * count, into: optimizerState + b * count) }
+        }
     }
 
     public var parameterBuffer: UnsafeMutableBufferPointer<Float> { .init(start: parameters, count: count) }

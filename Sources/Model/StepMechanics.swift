@@ -64,9 +64,15 @@ public final class WeightAverage {
         for i in 0..<stateCount { let t = s[i]; s[i] = store.state[i]; store.state[i] = t }
     }
 
-    /// Replaces the average with saved values (`parameterCount + stateCount` floats).
-    public func load(_ values: [Float]) {
+    /// The average as checkpoints hold it: the parameter part in canonical order (see `ParameterLayout`).
+    public func canonical(_ store: ParameterStore) -> [Float] {
+        store.canonical(buffer.baseAddress!) + buffer[parameterCount...]
+    }
+
+    /// Replaces the average with saved values (`parameterCount + stateCount` floats, as `canonical` gives them).
+    public func load(_ values: [Float], store: ParameterStore) {
         precondition(values.count == buffer.count)
         _ = buffer.update(fromContentsOf: values)
+        values.withUnsafeBufferPointer { store.setCanonical($0.baseAddress!, into: buffer.baseAddress!) }
     }
 }

@@ -157,7 +157,7 @@ public final class Trainer {
             }
             spec.fusion = encoding
         }
-                let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
+        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, comm.rank == 0 {
             // Rank 0 loads; the broadcast in `setUp` gives every rank the same weights.
@@ -475,14 +475,17 @@ public final class Trainer {
         header.epochProgress = progress
         header.runControl = run.control
         header.schedule = run.schedule
-        var extras: [UnsafeBufferPointer<Float>] = []
+        var emaValues: [Float] = []
         if let ema = run.ema {
             header.extras = [.init(name: "ema", count: ema.buffer.count)]
-            extras.append(UnsafeBufferPointer(ema.buffer))
+            emaValues = ema.canonical(run.net.store)
         }
-        if let keep = update.keep { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file(keep)) }
-        if update.isBest { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("best.ckpt")) }
-        try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("last.ckpt"))
+        try emaValues.withUnsafeBufferPointer { ema in
+            let extras = run.ema == nil ? [] : [ema]
+            if let keep = update.keep { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file(keep)) }
+            if update.isBest { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("best.ckpt")) }
+            try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("last.ckpt"))
+        }
         for name in update.dropped { try? FileManager.default.removeItem(atPath: runDir.file(name)) }
     }
 

@@ -171,7 +171,7 @@ final class TrainingRun {
         predicted = .allocate(capacity: max(maxLocal, evalLocal))
         progress = ProgressLine(enabled: runDir != nil && o.progress && isatty(STDERR_FILENO) == 1)
         ema = o.runControl.emaDecay.map { WeightAverage(decay: $0, store: net.store) }
-        if let ema, let saved = start.ema { ema.load(saved) }
+        if let ema, let saved = start.ema { ema.load(saved, store: net.store) }
         globalStep = start.step
         history = start.history
         carried = EpochTotals(runDir != nil ? start.epochProgress : [0, 0, 0])

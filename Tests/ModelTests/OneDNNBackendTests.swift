@@ -187,7 +187,7 @@ import Support
 
     // MARK: Whole zoo models
 
-    /// Logits and every parameter gradient of one training step, through `backend`.
+    /// Logits and every parameter gradient (in canonical order) of one training step, through `backend`.
     func step(_ spec: ModelSpec, _ backend: ConvolutionBackend, batch: Int, mode: Mode,
               fuse: Bool = true) throws -> (logits: [Float], grads: [Float]) {
         let net = try Architectures.build(spec, backend: backend, fuseActivations: fuse)
@@ -204,7 +204,7 @@ import Support
                                          gradScale: 1 / Float(batch), dLogits: &d)
         net.store.zeroGradients()
         net.backward(x, dLogits: d, batch: batch, mode: mode)
-        return (logits, Array(net.store.gradientBuffer))
+        return (logits, net.store.canonicalGradients)
     }
 
     /// In training mode at 32×32 the ResNets, MobileNetV2 and EfficientNet end on 1×1 planes where
