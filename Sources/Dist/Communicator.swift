@@ -58,6 +58,14 @@ public protocol Communicator: AnyObject {
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    /// Whether every rank passed the same `bytes` (rank 0's are broadcast and compared; every
+    /// rank learns the answer).
+    public func agree(on bytes: [UInt8]) throws -> Bool {
+        guard size > 1 else { return true }
+        let root = try broadcast(bytes: bytes, root: 0)
+        return try allreduce([root == bytes ? Int32(0) : 1], op: .max)[0] == 0
+    }
 }
 
 /// A pending non-blocking collective.

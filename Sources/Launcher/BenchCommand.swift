@@ -23,6 +23,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
     @Option(help: "Convolution backend: onednn or openblas.") var convBackend = "onednn"
     @Option(help: "oneDNN convolution algorithm: direct, winograd (3×3 stride 1 only) or auto (Winograd where it is faster: 3×3 stride 1, ≥ 16 input channels, output ≥ 8×8).") var convAlgo = "auto"
+    @Option(help: "How oneDNN keeps convolution weights: blocked or oihw (as train's --conv-weights).") var convWeights = "blocked"
     @Option(help: "Gradient allreduce: overlapped with backward (on), after it (off), or both in alternating windows (reports the fraction hidden).") var overlapAllreduce = "both"
     @Option(help: "Poll MPI (MPI_Testall) between layers so pending bucket allreduces progress: on|off.") var mpiProgress: OnOff = .on
     @Option(help: "Gradient allreduce bucket size in MB.") var bucketMb: Double = 4
@@ -37,7 +38,7 @@ struct BenchCommand: ParsableCommand {
             o.model = model; o.imageSize = imageSize; o.channels = channels; o.classes = classes
             o.batchSize = batchSize; o.steps = steps; o.windows = windows; o.warmup = warmup
             o.threads = threads ?? defaultThreads()
-            o.convBackend = convBackend; o.convAlgorithm = convAlgo
+            o.convBackend = convBackend; o.convAlgorithm = convAlgo; o.convWeights = convWeights
             o.overlap = mode
             o.pollProgress = mpiProgress == .on
             o.bucketElements = max(1024, Int(bucketMb * 1_048_576 / 4))

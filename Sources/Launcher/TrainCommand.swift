@@ -69,6 +69,7 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
     @Option(help: "Convolution backend: onednn (blocked-layout oneDNN kernels, the faster) or openblas (im2col + sgemm, portable).") var convBackend = "onednn"
     @Option(help: "oneDNN convolution algorithm: direct, winograd (3×3 stride 1 only; ~1e-6 relative difference) or auto (Winograd where it is faster: 3×3 stride 1, ≥ 16 input channels, output ≥ 8×8).") var convAlgo = "auto"
+    @Option(help: "How oneDNN keeps convolution weights during training: blocked (its own formats, no reorder per step) or oihw (PyTorch's order, reordered per call). Checkpoints and exports are OIHW either way.") var convWeights = "blocked"
     @Option(help: "Most batches prepared ahead: auto (up to 16) or a number; the depth adapts below it from the measured step and load times, within 256 MB.") var prefetch = "auto"
     @Option(help: "Per-rank memory cache of decoded images, e.g. 512MB, 2GB (0 disables it).") var cacheMem = "1GB"
     @Option(help: "Per-rank disk cache of fetched remote images, e.g. 50GB (0 disables it).") var cacheDisk = "0"
@@ -125,6 +126,7 @@ struct TrainingOptionGroup: ParsableArguments {
         o.loaderThreads = loaderThreads
         o.convBackend = convBackend
         o.convAlgorithm = convAlgo
+        o.convWeights = convWeights
         if prefetch != "auto" {
             guard let n = Int(prefetch), n >= 1 else { throw ValidationError("--prefetch must be auto or a positive number, got \"\(prefetch)\"") }
             o.prefetch = n

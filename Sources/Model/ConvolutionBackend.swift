@@ -89,17 +89,24 @@ public enum ConvolutionBackends {
     public static let portable: ConvolutionBackend = Im2colGEMMBackend()
     public static let onednn: ConvolutionBackend = OneDNNBackend()
     public static var all: [ConvolutionBackend] { [onednn, portable] }
-    /// `name` with `algorithm` (`--conv-algo`; only oneDNN has a choice).
-    /// `layout`: the activation layout oneDNN networks keep between layers (blocked16 by default).
-    public static func named(_ name: String, algorithm: String = "auto",
+    /// How oneDNN keeps convolution weights (`--conv-weights`): in its blocked formats, or OIHW.
+    public static let weightFormats = ["blocked", "oihw"]
+
+    /// `name` with `algorithm` (`--conv-algo`) and `weights` (`--conv-weights`; only oneDNN has
+    /// these choices). `layout`: the activation layout oneDNN networks keep between layers
+    /// (blocked16 by default).
+    public static func named(_ name: String, algorithm: String = "auto", weights: String = "blocked",
                              layout: ActivationLayout = .blocked16) throws -> ConvolutionBackend {
+        guard weightFormats.contains(weights) else {
+            throw ModelError.invalidOption("unknown convolution weight format '\(weights)' (known: \(weightFormats.joined(separator: ", ")))")
+        }
         guard let algorithm = ConvAlgorithm(rawValue: algorithm) else {
             throw ModelError.invalidOption("unknown convolution algorithm '\(algorithm)' (known: \(ConvAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         guard all.contains(where: { $0.name == name }) else {
             throw ModelError.invalidOption("unknown convolution backend '\(name)' (known: \(all.map(\.name).joined(separator: ", ")))")
         }
-        if name == onednn.name { return OneDNNBackend(algorithm: algorithm, layout: layout) }
+        if name == onednn.name { return OneDNNBackend(algorithm: algorithm, layout: layout, blockedWeights: weights == "blocked") }
         guard algorithm == .direct || algorithm == .auto else {
             throw ModelError.invalidOption("--conv-algo \(algorithm.rawValue) needs --conv-backend onednn")
         }

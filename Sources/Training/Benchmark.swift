@@ -18,9 +18,10 @@ public struct BenchOptions: Sendable {
     public var warmup = 5
     public var threads = 1
     public var bucketElements = 1 << 20
-    /// Convolution backend and oneDNN algorithm (as `train`'s `--conv-backend`, `--conv-algo`).
+    /// Convolution backend, oneDNN algorithm and weight format (as `train`'s `--conv-backend`, `--conv-algo`, `--conv-weights`).
     public var convBackend = "onednn"
     public var convAlgorithm = "auto"
+    public var convWeights = "blocked"
     /// Steps with the overlapped allreduce, the blocking one, or both in alternating windows.
     public var overlap: OverlapMode = .both
     /// MPI_Testall on the pending buckets between layers (progress without a progress thread).
@@ -41,7 +42,8 @@ public enum Benchmark {
             FileHandle.standardError.write(Data("distrainer: \(warning)\n".utf8))
         }
         let spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize, classes: o.classes)
-        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
+        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm,
+                                                                                     weights: o.convWeights))
         net.initializeParameters(seed: 1)
         net.prepare(maxBatch: o.batchSize)
         let source = SyntheticSampleSource(sampleCount: net.inputShape.count, classes: o.classes)
@@ -131,7 +133,7 @@ public enum Benchmark {
             "images_per_sec": median(aggregate), "images_per_sec_min": aggregate.min() ?? 0,
             "images_per_sec_max": aggregate.max() ?? 0,
             "implied_train_gflops": 3 * Double(2 * net.macsPerSample) * median(aggregate) / 1e9,
-            "conv_backend": o.convBackend, "conv_algo": o.convAlgorithm,
+            "conv_backend": o.convBackend, "conv_algo": o.convAlgorithm, "conv_weights": o.convWeights,
             "overlap_allreduce": o.overlap.rawValue, "mpi_progress_polling": o.pollProgress,
             "bucket_elements": o.bucketElements, "buckets": reducer.buckets.count,
             "allocations_per_step": allocationsPerStep, "allocation_counter_active": AllocationCounter.isActive,

@@ -122,9 +122,11 @@ public struct TrainOptions: Codable, Sendable {
     /// (`--overlap-allreduce on`), instead of all of them after backward.
     public var overlapAllreduce = true
     public var threads = 1
-    /// Convolution backend (`--conv-backend`: onednn, openblas) and oneDNN's algorithm (`--conv-algo`).
+    /// Convolution backend (`--conv-backend`: onednn, openblas), oneDNN's algorithm (`--conv-algo`)
+    /// and how it keeps convolution weights (`--conv-weights`: blocked, oihw).
     public var convBackend = "onednn"
     public var convAlgorithm = "auto"
+    public var convWeights = "blocked"
     public var loaderThreads = 1
     /// Most batches decoded ahead (nil: auto); the depth adapts below it from the measured
     /// step and load times (see `BatchLoader`).

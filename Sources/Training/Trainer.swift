@@ -157,7 +157,14 @@ public final class Trainer {
             }
             spec.fusion = encoding
         }
-        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm))
+        var net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm,
+                                                                                     weights: o.convWeights))
+        // Ranks exchange raw parameter and gradient buffers, so they must keep every tensor in
+        // the same order; oneDNN picks its weight formats per CPU, which may differ between hosts.
+        if try !comm.agree(on: Array(net.store.layoutSignature.utf8)) {
+            if comm.rank == 0 { log("warning: the ranks' CPUs chose different oneDNN weight formats; keeping convolution weights in OIHW on every rank (as --conv-weights oihw)") }
+            net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm, weights: "oihw"))
+        }
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, comm.rank == 0 {
             // Rank 0 loads; the broadcast in `setUp` gives every rank the same weights.

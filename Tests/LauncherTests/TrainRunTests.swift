@@ -95,6 +95,35 @@ import TestSupport
         }
     }
 
+    /// oneDNN's blocked weight formats are chosen per CPU, and ranks exchange raw buffers: ranks
+    /// that disagree (here one asks for OIHW, as a host with another CPU could choose another
+    /// format) all fall back to OIHW with a warning. Blocked and OIHW storage compute the same
+    /// numbers, so all three runs end with bitwise identical parameters.
+    @Test func ranksAgreeOnTheWeightFormat() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 256, test: 10)
+        func args(_ name: String, _ weights: String) -> [String] {
+            ["train", "--train", data.train, "--epochs", "1", "--batch-size", "64", "--momentum", "0.9",
+             "--conv-weights", weights, "--out", dir.appendingPathComponent(name).path] + common
+        }
+        var params: [String: [Float]] = [:]
+        for (name, weights) in [("blocked", "blocked"), ("oihw", "oihw")] {
+            let r = try TestSupport.mpirun(2, args(name, weights))
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(!r.stdout.contains("different oneDNN weight formats"))
+            params[name] = try Checkpoint.load(path: dir.appendingPathComponent("\(name)/last.ckpt").path).parameters
+        }
+        // MPMD launch: rank 0 keeps OIHW, rank 1 blocked formats.
+        let mixed = try TestSupport.run("mpirun", ["--oversubscribe", "--allow-run-as-root", "-x", "OPENBLAS_NUM_THREADS=1",
+                                                   "-n", "1", TestSupport.distrainerPath] + args("mixed", "oihw")
+                                                  + [":", "-n", "1", TestSupport.distrainerPath] + args("mixed", "blocked"))
+        #expect(mixed.status == 0, "\(mixed.stderr)")
+        #expect(mixed.stdout.contains("different oneDNN weight formats"), "\(mixed.stdout)")
+        params["mixed"] = try Checkpoint.load(path: dir.appendingPathComponent("mixed/last.ckpt").path).parameters
+        let blocked = try #require(params["blocked"])
+        #expect(!blocked.isEmpty && params["oihw"] == blocked && params["mixed"] == blocked)
+    }
+
     /// A run stopped after 2 epochs and resumed to 3 ends with the same parameters as 3 epochs in one go.
     @Test func resumeContinuesExactly() throws {
         let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }

@@ -168,6 +168,9 @@ import Support
         #expect(throws: ModelError.self) { try ConvolutionBackends.named("cudnn") }
         #expect(throws: ModelError.self) { try ConvolutionBackends.named("onednn", algorithm: "fft") }
         #expect(throws: ModelError.self) { try ConvolutionBackends.named("openblas", algorithm: "winograd") }
+        #expect(throws: ModelError.self) { try ConvolutionBackends.named("onednn", weights: "nhwc") }
+        #expect((try ConvolutionBackends.named("onednn") as? OneDNNBackend)?.blockedWeights == true)
+        #expect((try ConvolutionBackends.named("onednn", weights: "oihw") as? OneDNNBackend)?.blockedWeights == false)
     }
 
     // MARK: Finite differences through the oneDNN kernels
