@@ -93,6 +93,11 @@ public enum Checkpoint {
 
     /// `extras` must match `header.extras` (names and counts, in order).
     public static func save(_ network: Network, header: CheckpointHeader, extras: [UnsafeBufferPointer<Float>] = [], to path: String) throws {
+        try save(network, header: header, extras: extras, to: [path])
+    }
+
+    /// The same checkpoint, encoded once, written to each of `paths`.
+    public static func save(_ network: Network, header: CheckpointHeader, extras: [UnsafeBufferPointer<Float>] = [], to paths: [String]) throws {
         precondition(extras.map(\.count) == (header.extras ?? []).map(\.count), "checkpoint extras do not match the header")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -106,19 +111,13 @@ public enum Checkpoint {
         appendInteger(&data, UInt64(json.count))
         data.append(json)
         // Canonical order whatever layouts the layers keep, so checkpoints move between backends.
-        let store = network.store
-        if store.isCanonical {
-            data.append(UnsafeBufferPointer(store.parameterBuffer))
-            data.append(UnsafeBufferPointer(store.optimizerStateBuffer))
-        } else {
-            store.canonicalParameters.withUnsafeBufferPointer { data.append($0) }
-            store.canonicalOptimizerState.withUnsafeBufferPointer { data.append($0) }
-        }
+        network.store.canonicalParameters.withUnsafeBufferPointer { data.append($0) }
+        network.store.canonicalOptimizerState.withUnsafeBufferPointer { data.append($0) }
         data.append(UnsafeBufferPointer(network.store.stateBuffer))
         for e in extras { data.append(e) }
         let hash = data.withUnsafeBytes { fnv1a($0) }
         appendInteger(&data, hash)
-        try AtomicFile.write(data, to: path)
+        for path in paths { try AtomicFile.write(data, to: path) }
     }
 
     /// A checkpoint read from disk and validated, not yet applied to a network.

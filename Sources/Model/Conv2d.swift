@@ -18,8 +18,9 @@ public final class Conv2d: FreezableLayer {
     /// Set by `Network.applyFineTuning`: no weight or bias gradients are computed.
     public internal(set) var frozen = false
     private var impl: ConvolutionKernel?
-    /// The kernel `prepare` made (for tests).
+    /// The kernel `prepare` made and the bound weight gradient (for tests).
     var convolutionKernel: ConvolutionKernel? { impl }
+    var weightGradient: UnsafeMutablePointer<Float>? { dWeight }
     /// The order the backend keeps the weights in (see `ParameterLayout`), asked once per geometry.
     private var askedWeightLayout: ParameterLayout?? = nil
     private var weightLayout: ParameterLayout? {

@@ -44,8 +44,8 @@ public enum OneDNN {
     }
 
     /// A blocked descriptor's format in oneDNN's tag notation (e.g. "OIhw16i16o"), naming the
-    /// dimensions with `letters` (e.g. "oihw"): outer dimensions by falling stride, upper case
-    /// where blocked, then the inner blocks.
+    /// dimensions with `letters` (e.g. "oihw"): outer dimensions by falling stride (those of
+    /// size 1 left out), upper case where blocked, then the inner blocks.
     static func formatName(_ md: dnnl_memory_desc_t, letters: String) -> String {
         let letters = Array(letters), n = Int(md.ndims)
         precondition(md.format_kind == dnnl_blocked && letters.count == n, "not a blocked \(letters.count)-d descriptor")
@@ -53,8 +53,12 @@ public enum OneDNN {
         let strides = withUnsafeBytes(of: &blocking.strides) { Array($0.bindMemory(to: Int64.self).prefix(n)) }
         let blocks = withUnsafeBytes(of: &blocking.inner_blks) { Array($0.bindMemory(to: Int64.self).prefix(Int(blocking.inner_nblks))) }
         let indices = withUnsafeBytes(of: &blocking.inner_idxs) { Array($0.bindMemory(to: Int64.self).prefix(Int(blocking.inner_nblks))) }
-        let outer = (0..<n).sorted { strides[$0] > strides[$1] || (strides[$0] == strides[$1] && $0 < $1) }
         let blocked = Set(indices.map(Int.init))
+        // Dimensions of size 1 do not order anything (a 1×1 kernel's h and w): left out, so equal
+        // memory orders get equal names.
+        let dims = withUnsafeBytes(of: md.dims) { Array($0.bindMemory(to: Int64.self).prefix(n)) }
+        let outer = (0..<n).filter { dims[$0] > 1 || blocked.contains($0) }
+            .sorted { strides[$0] > strides[$1] || (strides[$0] == strides[$1] && $0 < $1) }
         return outer.map { blocked.contains($0) ? String(letters[$0]).uppercased() : String(letters[$0]) }.joined()
             + zip(blocks, indices).map { "\($0)\(letters[Int($1)])" }.joined()
     }
@@ -178,8 +182,8 @@ final class DNNLPrimitive {
 ///
 /// An accumulating output (user += result) computes into an owned buffer and adds it with a
 /// reorder; when the caller's memory is known to be zero (`target(_:accumulate: false)`) it is
-/// written instead: by a plain reorder, or, when the layouts agree and the memory is 64-byte
-/// aligned, by the primitive directly.
+/// written instead: by a plain reorder, or, when the layouts agree (and, for kernels that need
+/// it, the memory is 64-byte aligned), by the primitive directly.
 final class DNNLStaged {
     let user: DNNLMemory
     let inner: DNNLMemory
@@ -188,12 +192,17 @@ final class DNNLStaged {
     private let overwrite: DNNLPrimitive?
     /// An accumulating output whose layouts agree: the primitive may write the user memory.
     private let writesInPlace: Bool
+    /// Writing in place needs 64-byte aligned user memory (Winograd's weight-gradient kernel
+    /// writes with aligned stores; direct kernels do not care).
+    private let inPlaceNeedsAlignment: Bool
     /// What `store` does after the primitive ran (set by `target`).
     private var pending: DNNLPrimitive?
 
     /// `input`: the reorder goes user → inner (before the primitive), else inner → user (after;
     /// with `accumulate`, user += inner).
-    init(user desc: dnnl_memory_desc_t, inner wanted: dnnl_memory_desc_t, input: Bool, accumulate: Bool = false) {
+    init(user desc: dnnl_memory_desc_t, inner wanted: dnnl_memory_desc_t, input: Bool, accumulate: Bool = false,
+         inPlaceNeedsAlignment: Bool = false) {
+        self.inPlaceNeedsAlignment = inPlaceNeedsAlignment
         user = DNNLMemory(desc, over: nil)
         let same = OneDNN.same(desc, wanted)
         if same && !accumulate {
@@ -210,6 +219,11 @@ final class DNNLStaged {
 
     var needsReorder: Bool { reorder != nil && !writesInPlace }
 
+    /// For an accumulating output: whether a result for zeroed memory at `p` is written there directly.
+    func writesInPlace(at p: UnsafeRawPointer) -> Bool {
+        writesInPlace && (!inPlaceNeedsAlignment || Int(bitPattern: p) & 63 == 0)
+    }
+
     /// Points the user view at `p` and, for an input, reorders it into the inner layout.
     @inline(__always) func load(_ p: UnsafeRawPointer, _ stream: dnnl_stream_t) {
         user.point(at: p)
@@ -221,9 +235,7 @@ final class DNNLStaged {
     @inline(__always) func target(_ p: UnsafeRawPointer, accumulate: Bool = true) {
         user.point(at: p)
         guard overwrite != nil else { return }
-        // In place only at a 64-byte boundary: some kernels (Winograd's weight gradient) write
-        // with aligned stores.
-        let direct = writesInPlace && !accumulate && Int(bitPattern: p) & 63 == 0
+        let direct = !accumulate && writesInPlace(at: p)
         if writesInPlace { inner.point(at: direct ? p : UnsafeRawPointer(inner.owned!)) }
         pending = accumulate ? reorder : direct ? nil : overwrite
     }

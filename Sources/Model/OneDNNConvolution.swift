@@ -89,6 +89,7 @@ final class OneDNNConvKernel: ConvolutionKernel {
     private let stream = DNNLStream()
     /// Primitives per batch size: the prepared maximum at once, a smaller (last) batch on first use.
     private var plans: [Int: OneDNNConvPlan] = [:]
+    private let maxBatch: Int
 
     init(_ g: ConvGeometry, algorithm: ConvAlgorithm, maxBatch: Int, input: ActivationLayout, output: ActivationLayout,
          weights: DNNLParameterLayout?) {
@@ -96,6 +97,7 @@ final class OneDNNConvKernel: ConvolutionKernel {
         self.algorithm = algorithm
         self.input = input; self.output = output
         weightLayout = weights
+        self.maxBatch = maxBatch
         plans[maxBatch] = makePlan(maxBatch)
     }
 
@@ -111,16 +113,16 @@ final class OneDNNConvKernel: ConvolutionKernel {
         return p
     }
 
-    /// Which of the weight tensors are reordered per call (forward, backward-data, the weight
-    /// gradient), at the prepared batch size.
-    var weightReorders: (forward: Bool, backwardData: Bool, backwardWeights: Bool) {
-        let p = plans.values.first!
-        return (p.weights.needsReorder, p.dataWeights.needsReorder, p.diffWeights.needsReorder)
+    /// Which of the weight tensors are reordered per call at the prepared batch size: forward,
+    /// backward-data, and the weight gradient (into zeroed gradients at `dWeight`).
+    func weightReorders(dWeight: UnsafeRawPointer) -> (forward: Bool, backwardData: Bool, backwardWeights: Bool) {
+        let p = plans[maxBatch]!
+        return (p.weights.needsReorder, p.dataWeights.needsReorder, !p.diffWeights.writesInPlace(at: dWeight))
     }
 
     /// The algorithm each pass actually runs (Winograd falls back to direct where unsupported).
     var winograd: (forward: Bool, backwardData: Bool, backwardWeights: Bool) {
-        let p = plans.values.first!, w = dnnl_convolution_winograd
+        let p = plans[maxBatch]!, w = dnnl_convolution_winograd
         return (p.forwardAlgorithm == w, p.backwardDataAlgorithm == w, p.backwardWeightsAlgorithm == w)
     }
 
@@ -214,7 +216,7 @@ final class OneDNNConvPlan {
         weightsSrc = DNNLStaged(user: userSrc, inner: OneDNN.query(weightsPD, dnnl_query_src_md), input: true)
         weightsDiffDst = DNNLStaged(user: userDst, inner: OneDNN.query(weightsPD, dnnl_query_diff_dst_md), input: true)
         diffWeights = DNNLStaged(user: userW, inner: OneDNN.query(weightsPD, dnnl_query_diff_weights_md), input: false,
-                                 accumulate: true)
+                                 accumulate: true, inPlaceNeedsAlignment: wa == dnnl_convolution_winograd)
         let diffBias = withBias ? DNNLMemory(OneDNN.query(weightsPD, dnnl_query_diff_weights_md, 1)) : nil
         self.diffBias = diffBias
         backwardWeights = DNNLPrimitive(weightsPD, [(DNNL_ARG_SRC, weightsSrc.inner), (DNNL_ARG_DIFF_DST, weightsDiffDst.inner),

@@ -181,21 +181,35 @@ public final class ParameterStore {
         slots.compactMap { s in s.layout.map { "\(s.name):\($0.name)" } }.joined(separator: ";")
     }
 
-    /// `count` floats parallel to the parameters (parameters, gradients, a block of optimizer
-    /// state or a copy of one) from the store's order into canonical order.
-    public func canonical(_ values: UnsafePointer<Float>) -> [Float] {
-        [Float](unsafeUninitializedCapacity: max(count, 1)) { out, n in
-            for s in slots {
-                let from = values + s.range.lowerBound, to = out.baseAddress! + s.range.lowerBound
-                if let layout = s.layout { layout.toCanonical(from, to) } else { to.initialize(from: from, count: s.range.count) }
+    /// `total` floats (default `count`) that start with `parameterBlocks` blocks of `count` floats
+    /// parallel to the parameters (parameters, gradients, optimizer state, the weight average),
+    /// the rest copied as is: the blocks from the store's order into canonical order.
+    public func canonical(_ values: UnsafePointer<Float>, count total: Int? = nil, parameterBlocks: Int = 1) -> [Float] {
+        let total = total ?? count
+        precondition(parameterBlocks * count <= total, "\(parameterBlocks) parameter blocks do not fit \(total) floats")
+        return [Float](unsafeUninitializedCapacity: max(total, 1)) { out, n in
+            let base = out.baseAddress!
+            base.initialize(from: values, count: total)
+            for b in 0..<parameterBlocks {
+                for s in slots {
+                    guard let layout = s.layout else { continue }
+                    let at = b * count + s.range.lowerBound
+                    layout.toCanonical(values + at, base + at)
+                }
             }
-            n = count
+            n = total
         }
     }
 
-    /// The inverse of `canonical`: writes `count` canonical-order floats into `values` in the store's order.
-    public func setCanonical(_ canonical: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>) {
-        for s in slots { setCanonical(canonical + s.range.lowerBound, slot: s, into: values) }
+    /// The inverse of `canonical`: writes `total` floats from canonical order into `values`.
+    public func setCanonical(_ canonical: UnsafePointer<Float>, count total: Int? = nil, parameterBlocks: Int = 1,
+                             into values: UnsafeMutablePointer<Float>) {
+        let total = total ?? count
+        precondition(parameterBlocks * count <= total, "\(parameterBlocks) parameter blocks do not fit \(total) floats")
+        values.update(from: canonical, count: total)
+        for b in 0..<parameterBlocks {
+            for s in slots where s.layout != nil { setCanonical(canonical + b * count + s.range.lowerBound, slot: s, into: values + b * count) }
+        }
     }
 
     /// Writes one tensor's canonical-order values into its slot of `values` in the store's order.
@@ -208,24 +222,15 @@ public final class ParameterStore {
     public var canonicalParameters: [Float] { canonical(parameters) }
     /// The gradients in canonical order.
     public var canonicalGradients: [Float] { canonical(gradients) }
-
     /// The optimizer state with its parameter-shaped blocks in canonical order (what checkpoints hold).
     public var canonicalOptimizerState: [Float] {
-        var out = Array(optimizerStateBuffer)
-        for b in 0..<optimizerParameterBlocks {
-            let block = canonical(optimizerState + b * count)
-            out.withUnsafeMutableBufferPointer { ($0.baseAddress! + b * count).update(from: block, count: count) }
-        }
-        return out
+        canonical(optimizerState, count: optimizerStateCount, parameterBlocks: optimizerParameterBlocks)
     }
 
     /// Fills the optimizer state from `canonicalOptimizerState`'s form.
     public func setCanonicalOptimizerState(_ values: [Float]) {
         precondition(values.count == optimizerStateCount, "optimizer state has \(optimizerStateCount) floats, not \(values.count)")
-        values.withUnsafeBufferPointer { v in
-            optimizerState.update(from: v.baseAddress!, count: optimizerStateCount)
-            for b in 0..<optimizerParameterBlocks { setCanonical(v.baseAddress! + b * count, into: optimizerState + b * count) }
-        }
+        setCanonical(values, count: optimizerStateCount, parameterBlocks: optimizerParameterBlocks, into: optimizerState)
     }
 
     public var parameterBuffer: UnsafeMutableBufferPointer<Float> { .init(start: parameters, count: count) }

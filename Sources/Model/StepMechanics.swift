@@ -66,13 +66,12 @@ public final class WeightAverage {
 
     /// The average as checkpoints hold it: the parameter part in canonical order (see `ParameterLayout`).
     public func canonical(_ store: ParameterStore) -> [Float] {
-        store.canonical(buffer.baseAddress!) + buffer[parameterCount...]
+        store.canonical(buffer.baseAddress!, count: buffer.count)
     }
 
     /// Replaces the average with saved values (`parameterCount + stateCount` floats, as `canonical` gives them).
     public func load(_ values: [Float], store: ParameterStore) {
         precondition(values.count == buffer.count)
-        _ = buffer.update(fromContentsOf: values)
-        values.withUnsafeBufferPointer { store.setCanonical($0.baseAddress!, into: buffer.baseAddress!) }
+        store.setCanonical(values, count: buffer.count, into: buffer.baseAddress!)
     }
 }

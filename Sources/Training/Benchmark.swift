@@ -42,8 +42,8 @@ public enum Benchmark {
             FileHandle.standardError.write(Data("distrainer: \(warning)\n".utf8))
         }
         let spec = ModelSpec(architecture: o.model, channels: o.channels, imageSize: o.imageSize, classes: o.classes)
-        let net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm,
-                                                                                     weights: o.convWeights))
+        let net = try Architectures.build(spec, backend: o.convBackend, algorithm: o.convAlgorithm, weights: o.convWeights,
+                                          agreeingOn: comm) { FileHandle.standardError.write(Data("distrainer: warning: \($0)\n".utf8)) }
         net.initializeParameters(seed: 1)
         net.prepare(maxBatch: o.batchSize)
         let source = SyntheticSampleSource(sampleCount: net.inputShape.count, classes: o.classes)

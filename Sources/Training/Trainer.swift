@@ -157,14 +157,8 @@ public final class Trainer {
             }
             spec.fusion = encoding
         }
-        var net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm,
-                                                                                     weights: o.convWeights))
-        // Ranks exchange raw parameter and gradient buffers, so they must keep every tensor in
-        // the same order; oneDNN picks its weight formats per CPU, which may differ between hosts.
-        if try !comm.agree(on: Array(net.store.layoutSignature.utf8)) {
-            if comm.rank == 0 { log("warning: the ranks' CPUs chose different oneDNN weight formats; keeping convolution weights in OIHW on every rank (as --conv-weights oihw)") }
-            net = try Architectures.build(spec, backend: try ConvolutionBackends.named(o.convBackend, algorithm: o.convAlgorithm, weights: "oihw"))
-        }
+        let net = try Architectures.build(spec, backend: o.convBackend, algorithm: o.convAlgorithm, weights: o.convWeights,
+                                          agreeingOn: comm) { log("warning: \($0)") }
         net.initializeParameters(seed: o.seed)
         if let pretrained = o.pretrained, comm.rank == 0 {
             // Rank 0 loads; the broadcast in `setUp` gives every rank the same weights.
@@ -487,11 +481,9 @@ public final class Trainer {
             header.extras = [.init(name: "ema", count: ema.buffer.count)]
             emaValues = ema.canonical(run.net.store)
         }
+        let paths = [update.keep, update.isBest ? "best.ckpt" : nil, "last.ckpt"].compactMap { $0.map(runDir.file) }
         try emaValues.withUnsafeBufferPointer { ema in
-            let extras = run.ema == nil ? [] : [ema]
-            if let keep = update.keep { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file(keep)) }
-            if update.isBest { try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("best.ckpt")) }
-            try Checkpoint.save(run.net, header: header, extras: extras, to: runDir.file("last.ckpt"))
+            try Checkpoint.save(run.net, header: header, extras: run.ema == nil ? [] : [ema], to: paths)
         }
         for name in update.dropped { try? FileManager.default.removeItem(atPath: runDir.file(name)) }
     }
