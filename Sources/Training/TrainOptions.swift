@@ -203,6 +203,8 @@ public struct TrainOptions: Codable, Sendable {
         if checkpointEvery > 0 { r["checkpoint_every"] = "\(checkpointEvery)" }
         r.merge(recipeRecord) { a, _ in a }
         r["overlap_allreduce"] = overlapAllreduce ? "on" : "off"
+        r["conv_backend"] = convBackend; r["conv_algo"] = convAlgorithm; r["conv_weights"] = convWeights
+        r["threads"] = "\(threads)"
         r.merge(runControl.record) { a, _ in a }
         r["augment"] = augment.summary; r["normalize"] = normalization.rawValue
         return r
