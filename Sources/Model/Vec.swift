@@ -89,31 +89,37 @@ enum Vec {
     /// e^x for x ≤ 0 (what the logistic function needs), 16 lanes at once: e^x = 2^n · e^r with
     /// n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two for accuracy) and e^r from Cephes'
     /// degree-6 polynomial on |r| ≤ ln2/2 (about 1 ulp); x below −87 is clamped (e^−87 ≈ 1.6e−38).
+    /// Written without lane selects (min, fused multiply-adds, integer bit operations), which the
+    /// compiler turns into straight vector code.
     @inline(__always) static func expNonPositive(_ x: V) -> V {
-        let x = x.replacing(with: V(repeating: -87), where: x .< -87)
+        let x = pointwiseMax(x, V(repeating: -87))
         // Adding 1.5·2²³ rounds x·log2 e to an integer held in the low mantissa bits.
         let magic = V(repeating: 12_582_912)
-        let t = x * V(repeating: 1.442_695_04) + magic
+        let t = magic.addingProduct(x, V(repeating: 1.442_695_04))
         let n = t - magic
-        let r = x - n * V(repeating: 0.693_359_375) - n * V(repeating: -2.121_944_4e-4)
+        let r = x.addingProduct(n, V(repeating: -0.693_359_375)).addingProduct(n, V(repeating: 2.121_944_4e-4))
         var p = V(repeating: 1.987_569_15e-4)
-        p = p * r + V(repeating: 1.398_199_95e-3)
-        p = p * r + V(repeating: 8.333_451_9e-3)
-        p = p * r + V(repeating: 4.166_579_59e-2)
-        p = p * r + V(repeating: 1.666_666_55e-1)
-        p = p * r + V(repeating: 5.000_000_12e-1)
-        let er = p * (r * r) + r + V(repeating: 1)
+        p = V(repeating: 1.398_199_95e-3).addingProduct(p, r)
+        p = V(repeating: 8.333_451_9e-3).addingProduct(p, r)
+        p = V(repeating: 4.166_579_59e-2).addingProduct(p, r)
+        p = V(repeating: 1.666_666_55e-1).addingProduct(p, r)
+        p = V(repeating: 5.000_000_12e-1).addingProduct(p, r)
+        let er = (r + 1).addingProduct(p, r * r)
         // 2^n: (n + 127) in the exponent field; the magic's own bits shift out above bit 31.
         let bits = (unsafeBitCast(t, to: SIMD16<UInt32>.self) &+ 127) &<< 23
         return er * unsafeBitCast(bits, to: V.self)
     }
 
-    /// σ(x) = 1 / (1 + e^−x) on 16 lanes, from e^−|x| (never overflows): 1/(1 + e) for x ≥ 0,
-    /// e/(1 + e) below.
+    /// σ(x) = 1 / (1 + e^−x) on 16 lanes, from e = e^−|x| (never overflows): 1/(1 + e) for
+    /// x ≥ 0, e/(1 + e) below (the numerator chosen by x's sign bit).
     @inline(__always) static func logistic(_ x: V) -> V {
-        let e = expNonPositive((-x).replacing(with: x, where: x .< 0))
-        let inv = V(repeating: 1) / (V(repeating: 1) + e)
-        return (e * inv).replacing(with: inv, where: x .>= 0)
+        let bits = unsafeBitCast(x, to: SIMD16<Int32>.self)
+        let negativeAbs = unsafeBitCast(bits | Int32.min, to: V.self)            // −|x|
+        let e = expNonPositive(negativeAbs)
+        let negative = bits &>> 31                                              // all ones where x < 0
+        let one = unsafeBitCast(V(repeating: 1), to: SIMD16<Int32>.self)
+        let numerator = unsafeBitCast((unsafeBitCast(e, to: SIMD16<Int32>.self) & negative) | (one & ~negative), to: V.self)
+        return numerator / (e + 1)
     }
 
     /// `logistic` of one value (the same arithmetic, so scalar tails match the vector lanes).
