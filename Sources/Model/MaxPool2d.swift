@@ -2,7 +2,8 @@
 /// padding counts as −∞, so it never wins).
 ///
 /// x: [batch, C, H, W] → y: [batch, C, (H + 2p − k)/s + 1, (W + 2p − k)/s + 1]. Forward records the
-/// position of each maximum (first one on ties) so backward routes the gradient there.
+/// position of each maximum (first one on ties) so backward routes the gradient there (on the
+/// blocked layout, windows that tile the input write dx in one pass).
 public final class MaxPool2d: Layer {
     public let kind = "maxpool2d"
     public let kernel: Int, stride: Int, padding: Int
@@ -79,8 +80,9 @@ public final class MaxPool2d: Layer {
                          dx: UnsafeMutablePointer<Float>?, batch: Int, mode: Mode) {
         guard let dx else { return }
         let inPlane = input.plane, outPlane = output.plane
-        dx.update(repeating: 0, count: batch * input.count)
         let arg = argmax!
+        if layout == .blocked16 && tiles { return backwardTiled(dy, dx, batch: batch) }
+        dx.update(repeating: 0, count: batch * input.count)
         if layout == .blocked16 {
             let B = ActivationLayout.block
             for p in 0..<(batch * input.channels / B) {
@@ -102,6 +104,34 @@ extension MaxPool2d: LayoutNegotiating {
     public func negotiate(offered: ActivationLayout, allowBlocked: Bool) -> (input: ActivationLayout, output: ActivationLayout) {
         layout = offered
         return (offered, offered)
+    }
+
+    /// Whether the windows tile the input: every input position in exactly one window (window
+    /// = stride, no padding, no leftover rows or columns), so backward can write dx in one pass.
+    private var tiles: Bool {
+        kernel == stride && padding == 0 && input.height == output.height * stride && input.width == output.width * stride
+    }
+
+    /// dx for tiling windows on the blocked layout, each element written once: dy where the
+    /// window's maximum was, 0 elsewhere (no zeroing pass, no scattered adds).
+    private func backwardTiled(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, batch: Int) {
+        let B = ActivationLayout.block, W = input.width, OH = output.height, OW = output.width, K = kernel
+        let arg = argmax!, zero = SIMD16<Float>(repeating: 0)
+        for p in 0..<(batch * input.channels / B) {
+            let dxp = dx + p * input.plane * B, dyp = dy + p * OH * OW * B, ap = arg + p * OH * OW * B
+            for oh in 0..<OH {
+                for ow in 0..<OW {
+                    let o = (oh * OW + ow) * B
+                    let g = Vec.load(dyp + o), at = UnsafeRawPointer(ap + o).loadUnaligned(as: SIMD16<Int32>.self)
+                    for ih in oh * K..<(oh + 1) * K {
+                        for iw in ow * K..<(ow + 1) * K {
+                            let position = ih * W + iw
+                            Vec.store(zero.replacing(with: g, where: at .== SIMD16(repeating: Int32(position))), dxp + position * B)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     private func forwardBlocked(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
