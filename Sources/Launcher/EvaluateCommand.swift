@@ -22,7 +22,8 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "GLOBAL batch size (split across ranks).") var batchSize = 256
     @Option(help: "Manifest field holding the image reference.") var imageField = "image"
     @Option(help: "Manifest field holding the label.") var labelField = "label"
-    @Option(help: "OpenBLAS threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "OpenBLAS and oneDNN threads per rank (default: $OPENBLAS_NUM_THREADS or 1).") var threads: Int?
+    @Option(help: "Convolution backend: onednn (the faster) or openblas (portable).") var convBackend = "onednn"
     @Option(help: "Image decoding threads per rank.") var loaderThreads = 1
     @Flag(help: "Skip (count and list in failed_samples.jsonl) bad manifest lines and unreadable images.") var skipBadRecords = false
 
@@ -34,6 +35,7 @@ struct EvaluateCommand: ParsableCommand {
         o.imageField = imageField
         o.labelField = labelField
         o.threads = threads ?? defaultThreads()
+        o.convBackend = convBackend
         o.loaderThreads = loaderThreads
         o.skipBadRecords = skipBadRecords
         try MPISession.run { comm in
@@ -59,7 +61,8 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "GLOBAL batch size.") var batchSize = 64
     @Option(help: "Manifest field holding the image reference.") var imageField = "image"
     @Option(help: "Manifest field holding the label.") var labelField = "label"
-    @Option(help: "OpenBLAS threads per rank.") var threads: Int?
+    @Option(help: "OpenBLAS and oneDNN threads per rank.") var threads: Int?
+    @Option(help: "Convolution backend: onednn (the faster) or openblas (portable).") var convBackend = "onednn"
     @Flag(help: "Print {\"image\", \"error\"} for unreadable images instead of stopping.") var skipBadRecords = false
     @Argument(help: "Image paths or URLs.") var images: [String] = []
 
@@ -74,6 +77,7 @@ struct PredictCommand: ParsableCommand {
         o.imageField = imageField
         o.labelField = labelField
         o.threads = threads ?? defaultThreads()
+        o.convBackend = convBackend
         o.skipBadRecords = skipBadRecords
         try MPISession.run { comm in
             try CheckpointEvaluation.predict(o, comm: comm) { print($0) }

@@ -16,6 +16,8 @@ public struct EvaluateOptions: Sendable {
     public var imageField = "image"
     public var labelField = "label"
     public var threads = 1
+    /// Convolution backend (`--conv-backend`: onednn, openblas), as in training.
+    public var convBackend = "onednn"
     public var loaderThreads = 1
     public var prefetch = 3
     public var cacheMemoryBytes = 0
@@ -38,6 +40,8 @@ public struct PredictOptions: Sendable {
     public var imageField = "image"
     public var labelField = "label"
     public var threads = 1
+    /// Convolution backend (`--conv-backend`: onednn, openblas), as in training.
+    public var convBackend = "onednn"
     public var loaderThreads = 1
     public var skipBadRecords = false
 
@@ -61,7 +65,7 @@ public enum CheckpointEvaluation {
         BLAS.setThreads(o.threads)
         let manifestOptions = ManifestOptions(imageField: o.imageField, labelField: o.labelField,
                                               onBadRecord: o.skipBadRecords ? .skip : .error)
-        let (net, header, set) = try loadModel(checkpoint: o.checkpoint, comm: comm) { header -> LabeledSet in
+        let (net, header, set) = try loadModel(checkpoint: o.checkpoint, convBackend: o.convBackend, comm: comm, log: log) { header -> LabeledSet in
             let set = try LabeledSet.load(path: o.data, classes: ClassList(names: header.classes), options: manifestOptions).0
             guard set.count > 0 else { throw TrainingError.invalidOption("\(o.data): no usable records") }
             return set
@@ -145,7 +149,8 @@ public enum CheckpointEvaluation {
             throw TrainingError.invalidOption("give either image paths/URLs or --data MANIFEST (not both)")
         }
         BLAS.setThreads(o.threads)
-        let (net, header, input) = try loadModel(checkpoint: o.checkpoint, comm: comm) { header -> PredictInput in
+        let (net, header, input) = try loadModel(checkpoint: o.checkpoint, convBackend: o.convBackend, comm: comm,
+                                                 log: { FileHandle.standardError.write(Data("distrainer: \($0)\n".utf8)) }) { header -> PredictInput in
             let classes = ClassList(names: header.classes)
             var set = LabeledSet(manifest: o.data ?? "command line", images: [], paths: [], labels: [], lines: [], groups: [],
                                  rejected: [], fingerprint: nil)
@@ -228,8 +233,9 @@ public enum CheckpointEvaluation {
     }
 
     /// Rank 0 reads the checkpoint and prepares the data (`data`, given the header); every rank
-    /// builds the network from the header and receives rank 0's parameters and statistics.
-    static func loadModel<T: Codable>(checkpoint: String, comm: Communicator,
+    /// builds the network from the header on `convBackend` and receives rank 0's parameters and
+    /// statistics (the checkpoint's OIHW values in the backend's layouts).
+    static func loadModel<T: Codable>(checkpoint: String, convBackend: String, comm: Communicator, log: (String) -> Void,
                                       data: (CheckpointHeader) throws -> T) throws -> (Network, CheckpointHeader, T) {
         var contents: Checkpoint.Contents?
         let shipment = try DatasetExchange.share(comm) { () -> Shipment<T> in
@@ -237,7 +243,8 @@ public enum CheckpointEvaluation {
             contents = c
             return Shipment(header: c.header, data: try data(c.header))
         }
-        let net = try Architectures.build(shipment.header.model)
+        let net = try Architectures.build(shipment.header.model, backend: convBackend, algorithm: "auto", weights: "blocked",
+                                          agreeingOn: comm) { log("warning: \($0)") }
         if let contents { try Checkpoint.apply(contents, to: net, path: checkpoint, optimizerState: false) }
         for buffer in [net.store.parameterBuffer, net.store.stateBuffer] where !buffer.isEmpty {
             try comm.broadcast(UnsafeMutableRawBufferPointer(buffer), root: 0)

@@ -144,6 +144,33 @@ import TestSupport
         #expect(losses["none"] != losses["flip"])   // TTA changed the probabilities
     }
 
+    /// evaluate runs on oneDNN by default (blocked activations and weights, filled from the
+    /// checkpoint's OIHW values) and on OpenBLAS with `--conv-backend openblas`: the same
+    /// predictions, the loss to float rounding.
+    @Test func backendsGiveTheSameMetrics() throws {
+        let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
+        let data = try Fixtures.dataset(in: dir, train: 128, test: 61)
+        let run = dir.appendingPathComponent("run")
+        let t = try TestSupport.distrainer(["train", "--train", data.train, "--epochs", "2", "--batch-size", "32", "--out", run.path] + common)
+        #expect(t.status == 0, "\(t.stderr)")
+        var metrics: [String: [String: Any]] = [:]
+        for backend in ["onednn", "openblas"] {
+            let out = dir.appendingPathComponent("eval-\(backend)")
+            let r = try TestSupport.mpirun(2, ["evaluate", "--checkpoint", run.appendingPathComponent("last.ckpt").path, "--data", data.test,
+                                               "--out", out.path, "--conv-backend", backend])
+            #expect(r.status == 0, "\(r.stderr)")
+            metrics[backend] = try Self.json(out.appendingPathComponent("metrics.json"))
+        }
+        let a = try #require(metrics["onednn"]), b = try #require(metrics["openblas"])
+        #expect(a["count"] as? Int == 61)
+        for key in ["accuracy", "macro_f1", "top1"] { #expect(a[key] as? Double == b[key] as? Double, "\(key)") }
+        let la = try #require(a["loss"] as? Double), lb = try #require(b["loss"] as? Double)
+        #expect(abs(la - lb) <= 1e-4 * max(1, lb), "loss \(la) vs \(lb)")
+        let bad = try TestSupport.distrainer(["evaluate", "--checkpoint", run.appendingPathComponent("last.ckpt").path, "--data", data.test,
+                                              "--out", dir.appendingPathComponent("x").path, "--conv-backend", "cudnn"])
+        #expect(bad.status != 0 && bad.stderr.contains("cudnn"), "\(bad.stderr)")
+    }
+
     /// predict prints one JSON line per image in input order, with the top-k classes by
     /// probability; under mpirun the output is the same.
     @Test func predictPrintsTopK() throws {
