@@ -89,10 +89,10 @@ enum Vec {
     /// e^x for x ≤ 0 (what the logistic function needs), 16 lanes at once: e^x = 2^n · e^r with
     /// n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two for accuracy) and e^r from Cephes'
     /// degree-6 polynomial on |r| ≤ ln2/2 (about 1 ulp); x below −87 is clamped (e^−87 ≈ 1.6e−38).
-    /// Written without lane selects (min, fused multiply-adds, integer bit operations), which the
-    /// compiler turns into straight vector code.
+    /// Written with fused multiply-adds and integer bit operations (one select, for the clamp,
+    /// which lets NaN through), which the compiler turns into straight vector code.
     @inline(__always) static func expNonPositive(_ x: V) -> V {
-        let x = pointwiseMax(x, V(repeating: -87))
+        let x = x.replacing(with: V(repeating: -87), where: x .< -87)   // NaN stays NaN
         // Adding 1.5·2²³ rounds x·log2 e to an integer held in the low mantissa bits.
         let magic = V(repeating: 12_582_912)
         let t = magic.addingProduct(x, V(repeating: 1.442_695_04))

@@ -156,6 +156,7 @@ import Support
         #expect(worst < 1e-6, "max relative error \(worst)")
         #expect(Vec.logistic(Float(200)) == 1 && Vec.logistic(Float(0)) == 0.5)
         #expect(Vec.logistic(Float(-200)) >= 0 && Vec.logistic(Float(-200)) < 1e-37)
+        #expect(Vec.logistic(Float.nan).isNaN && Vec.logistic(-Float.nan).isNaN)   // a diverged run stays visible
         // Every lane of a vector gets what the scalar form gives.
         let v = SIMD16<Float>((0..<16).map { Float($0) * 1.7 - 13 })
         let lanes = Vec.logistic(v)
