@@ -7,6 +7,14 @@ import TestSupport
 @Suite(.serialized) struct EvaluateCommandTests {
     let common = ["--model", "refcnn", "--image-size", "28", "--channels", "1", "--lr", "0.05", "--seed", "3", "--quiet"]
 
+    /// Trains refcnn on one rank (batch 32) on `train` into `dir/run`; returns its last.ckpt.
+    func trainedCheckpoint(_ train: String, in dir: URL, epochs: Int) throws -> String {
+        let run = dir.appendingPathComponent("run")
+        let t = try TestSupport.distrainer(["train", "--train", train, "--epochs", "\(epochs)", "--batch-size", "32", "--out", run.path] + common)
+        #expect(t.status == 0, "\(t.stderr)")
+        return run.appendingPathComponent("last.ckpt").path
+    }
+
     static func json(_ url: URL) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
     }
@@ -102,13 +110,10 @@ import TestSupport
     @Test func threeRanksMatchOneRank() throws {
         let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
         let data = try Fixtures.dataset(in: dir, train: 256, test: 101)
-        let run = dir.appendingPathComponent("run")
-        let t = try TestSupport.distrainer(["train", "--train", data.train, "--epochs", "3", "--batch-size", "32", "--out", run.path] + common)
-        #expect(t.status == 0, "\(t.stderr)")
+        let ckpt = try trainedCheckpoint(data.train, in: dir, epochs: 3)
         func evaluate(ranks: Int, tta: String, batch: Int) throws -> [String: Any] {
             let out = dir.appendingPathComponent("eval-\(tta)-\(ranks)-\(batch)")
-            let args = ["evaluate", "--checkpoint", run.appendingPathComponent("last.ckpt").path, "--data", data.test,
-                        "--out", out.path, "--tta", tta, "--batch-size", "\(batch)"]
+            let args = ["evaluate", "--checkpoint", ckpt, "--data", data.test, "--out", out.path, "--tta", tta, "--batch-size", "\(batch)"]
             let r = ranks == 1 ? try TestSupport.distrainer(args) : try TestSupport.mpirun(ranks, args)
             #expect(r.status == 0, "\(r.stderr)")
             var m = try Self.json(out.appendingPathComponent("metrics.json"))
@@ -150,14 +155,11 @@ import TestSupport
     @Test func backendsGiveTheSameMetrics() throws {
         let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
         let data = try Fixtures.dataset(in: dir, train: 128, test: 61)
-        let run = dir.appendingPathComponent("run")
-        let t = try TestSupport.distrainer(["train", "--train", data.train, "--epochs", "2", "--batch-size", "32", "--out", run.path] + common)
-        #expect(t.status == 0, "\(t.stderr)")
+        let ckpt = try trainedCheckpoint(data.train, in: dir, epochs: 2)
         var metrics: [String: [String: Any]] = [:]
         for backend in ["onednn", "openblas"] {
             let out = dir.appendingPathComponent("eval-\(backend)")
-            let r = try TestSupport.mpirun(2, ["evaluate", "--checkpoint", run.appendingPathComponent("last.ckpt").path, "--data", data.test,
-                                               "--out", out.path, "--conv-backend", backend])
+            let r = try TestSupport.mpirun(2, ["evaluate", "--checkpoint", ckpt, "--data", data.test, "--out", out.path, "--conv-backend", backend])
             #expect(r.status == 0, "\(r.stderr)")
             metrics[backend] = try Self.json(out.appendingPathComponent("metrics.json"))
         }
@@ -166,7 +168,7 @@ import TestSupport
         for key in ["accuracy", "macro_f1", "top1"] { #expect(a[key] as? Double == b[key] as? Double, "\(key)") }
         let la = try #require(a["loss"] as? Double), lb = try #require(b["loss"] as? Double)
         #expect(abs(la - lb) <= 1e-4 * max(1, lb), "loss \(la) vs \(lb)")
-        let bad = try TestSupport.distrainer(["evaluate", "--checkpoint", run.appendingPathComponent("last.ckpt").path, "--data", data.test,
+        let bad = try TestSupport.distrainer(["evaluate", "--checkpoint", ckpt, "--data", data.test,
                                               "--out", dir.appendingPathComponent("x").path, "--conv-backend", "cudnn"])
         #expect(bad.status != 0 && bad.stderr.contains("cudnn"), "\(bad.stderr)")
     }
@@ -176,10 +178,7 @@ import TestSupport
     @Test func predictPrintsTopK() throws {
         let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
         let data = try Fixtures.dataset(in: dir, train: 128, test: 13)
-        let run = dir.appendingPathComponent("run")
-        #expect(try TestSupport.distrainer(["train", "--train", data.train, "--epochs", "1", "--batch-size", "32",
-                                            "--out", run.path] + common).status == 0)
-        let ckpt = run.appendingPathComponent("last.ckpt").path
+        let ckpt = try trainedCheckpoint(data.train, in: dir, epochs: 1)
         let one = try TestSupport.distrainer(["predict", "--checkpoint", ckpt, "--data", data.test, "--top-k", "3"])
         #expect(one.status == 0, "\(one.stderr)")
         let two = try TestSupport.mpirun(2, ["predict", "--checkpoint", ckpt, "--data", data.test, "--top-k", "3"])
@@ -212,10 +211,7 @@ import TestSupport
     @Test func badInputIsNamed() throws {
         let dir = try TestSupport.makeTempDir(); defer { TestSupport.removeTree(dir) }
         let data = try Fixtures.dataset(in: dir, train: 64, test: 4)
-        let run = dir.appendingPathComponent("run")
-        #expect(try TestSupport.distrainer(["train", "--train", data.train, "--epochs", "1", "--batch-size", "32",
-                                            "--out", run.path] + common).status == 0)
-        let ckpt = run.appendingPathComponent("last.ckpt").path
+        let ckpt = try trainedCheckpoint(data.train, in: dir, epochs: 1)
         let bad = dir.appendingPathComponent("bad.jsonl")
         let firstLine = try String(contentsOfFile: data.test, encoding: .utf8).split(separator: "\n")[0]
         try (firstLine + "\n" + "{\"image\": \"x.png\", \"label\": \"Unicorn\"}\n").write(to: bad, atomically: true, encoding: .utf8)
